@@ -1,0 +1,180 @@
+/* The backend op interface: every op the orchestration (forward.c,
+ * generate.c) needs, implemented once for the CPU (backend_cpu.c, the
+ * readable reference) and once for CUDA (kernels/backend_cuda.cu).
+ *
+ * Pointers passed to ops are backend memory: host memory for the CPU backend,
+ * device memory for CUDA. Ops are called as be->op(be, outputs..., inputs...,
+ * sizes...). Ops do not fail (sizes are validated by the orchestration); the
+ * memory calls report failure by returning NULL / a status with
+ * ecc_last_error() set.
+ *
+ * Weight layout (canonical, Conv1D style): y = x @ W + b with W (C_in, C_out)
+ * row-major. The output matrix (wte or lm_head) is (V, C) and used transposed.
+ */
+#ifndef ECC_BACKEND_H
+#define ECC_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eccolo.h"
+
+typedef struct ecc_backend ecc_backend;
+
+/* How the next token is chosen from a row of logits. */
+typedef struct ecc_pick_params {
+    int greedy;         /* 1: arg-max (lowest id wins ties) */
+    float temperature;  /* > 0 */
+    int top_k;          /* 0 = off */
+    float top_p;        /* 1 = off */
+    uint64_t seed;      /* with the step index, the counter of the RNG */
+} ecc_pick_params;
+
+struct ecc_backend {
+    const char *name; /* "cpu" or "cuda" */
+    void *ctx;        /* backend-private state */
+    int threads;      /* CPU threads used by the ops (and BLAS) */
+
+    /* ---- memory ---- */
+    void *(*alloc)(ecc_backend *be, size_t bytes, const char *what); /* zeroed; NULL + error on failure */
+    void (*free)(ecc_backend *be, void *p);
+    /* Backend memory mirroring a host buffer the caller keeps alive and
+     * unchanged: the CPU backend returns host itself, CUDA copies it once. */
+    void *(*mirror)(ecc_backend *be, const void *host, size_t bytes, const char *what);
+    void (*unmirror)(ecc_backend *be, void *p);
+    void (*upload)(ecc_backend *be, void *dst, const void *host_src, size_t bytes);
+    void (*download)(ecc_backend *be, void *host_dst, const void *src, size_t bytes);
+    void (*synchronize)(ecc_backend *be);
+    void (*destroy)(ecc_backend *be);
+    /* Working memory the explanation ops need for sequences of up to T_max
+     * tokens (e.g. per-thread T x T attention-gradient tiles); call before them.
+     * Returns the bytes it holds in *bytes. */
+    ecc_status (*reserve)(ecc_backend *be, int T_max, size_t *bytes);
+
+    /* ---- forward ops ---- */
+
+    /* out (T, C) = tok_scale * wte[ids[t]] + wpe[pos0 + t]   (tok_scale: integrated
+     * gradients scales the token embeddings only, never the positions) */
+    void (*embed)(ecc_backend *be, float *out, const int32_t *ids, const float *wte, const float *wpe,
+                  float tok_scale, int pos0, int T, int C);
+
+    /* out (T, C) = (inp - mean) * rstd * w + b per row; mean, rstd (T) may be NULL */
+    void (*layernorm)(ecc_backend *be, float *out, float *mean, float *rstd, const float *inp,
+                      const float *w, const float *b, int T, int C, float eps);
+
+    /* out (T, OC) = inp (T, C) @ w (C, OC) + bias (OC, may be NULL) */
+    void (*matmul)(ecc_backend *be, float *out, const float *inp, const float *w, const float *bias,
+                   int T, int C, int OC);
+
+    /* out (T, OC) = inp (T, C) @ wt (OC, C)^T — the logits against wte / lm_head */
+    void (*matmul_wt)(ecc_backend *be, float *out, const float *inp, const float *wt, int T, int C, int OC);
+
+    /* Causal multi-head self-attention for T new tokens at positions
+     * pos0 .. pos0+T-1. Appends their keys and values (from qkv (T, 3C), laid
+     * out q | k | v) to kcache/vcache (n_ctx, C) at rows pos0.., then
+     *   out (T, C) = softmax(q k^T * scale, causal) v   per head (hd = C / NH).
+     * att (optional): the softmax probabilities, row t of head h at
+     * att + h * att_head_stride + t * att_row_stride, pos0 + t + 1 entries
+     * followed by zeros up to pos0 + T. */
+    void (*attention)(ecc_backend *be, float *out, float *att, int64_t att_head_stride, int att_row_stride,
+                      const float *qkv, float *kcache, float *vcache, int pos0, int T, int C, int NH,
+                      float scale);
+
+    /* out = gelu(inp), tanh approximation ("gelu_new"), n values */
+    void (*gelu)(ecc_backend *be, float *out, const float *inp, int64_t n);
+
+    /* out = a + b, n values (out may alias a or b) */
+    void (*add)(ecc_backend *be, float *out, const float *a, const float *b, int64_t n);
+
+    /* Choose a token from logits (V): forced >= 0 takes that token; else
+     * arg-max or a sample per p (counter-based RNG on (seed, step), so the
+     * same seed gives the same tokens on every backend). Writes the token to
+     * *token and log_softmax(logits)[token] (temperature 1) to *logprob; both
+     * pointers are host memory. */
+    void (*pick)(ecc_backend *be, int32_t *token, float *logprob, const float *logits, int V, int32_t forced,
+                 const ecc_pick_params *p, uint64_t step);
+
+    /* ---- explanation ops (input gradients, saliency, logit lens) ----
+     *
+     * A backward pass runs for a chunk of J targets at once. Target j explains
+     * the token at position n_j of forward sequence seq_j (an integrated-
+     * gradients step, or 0); its gradient rows are positions 0 .. n_j - 1,
+     * packed one target after another: row off_j + i is position i of target
+     * j, R = sum of n_j rows in all. rowpos[r] = seq_j * T + i is the row of
+     * the saved forward activations that gradient row r belongs to. All these
+     * arrays are backend memory. */
+
+    /* out (n, C) = src[rows[k]] for k < n */
+    void (*gather_rows)(ecc_backend *be, float *out, const float *src, const int32_t *rows, int n, int C);
+
+    /* In place on logits (J, V), row j -> d s_j / d logits for the token
+     * tokens[j], times scale[j] (NULL = 1):
+     *   kind 0 "prob":    p_x (onehot_x - p)     (p = softmax(logits))
+     *   kind 1 "logit":   onehot_x
+     *   kind 2 "logprob": onehot_x - p */
+    void (*target_grad)(ecc_backend *be, float *logits, const int32_t *tokens, const float *scale, int kind, int J,
+                        int V);
+
+    /* dinp[out_rows[k]] += layer-norm backward of dout[k] (n, C), the forward
+     * input being inp[in_rows[k]] with its mean/rstd; w the layer-norm weight.
+     * out_rows / in_rows NULL mean k. */
+    void (*layernorm_backward)(ecc_backend *be, float *dinp, const float *dout, const float *inp, const float *mean,
+                               const float *rstd, const float *w, const int32_t *in_rows, const int32_t *out_rows,
+                               int n, int C);
+
+    /* dinp (R, F) = dout (R, F) * gelu'(inp[rowpos[r]]), inp the pre-GELU
+     * forward rows (dinp may alias dout) */
+    void (*gelu_backward)(ecc_backend *be, float *dinp, const float *dout, const float *inp, const int32_t *rowpos,
+                          int64_t R, int F);
+
+    /* Causal attention backward for the packed targets: from datty (R, C),
+     * the gradient of the attention output, to dqkv (R, 3C) (q | k | v), given
+     * the saved forward qkv (rows seq * T + i, 3C) and probabilities att
+     * (seq, NH, T, T). */
+    void (*attention_backward)(ecc_backend *be, float *dqkv, const float *datty, const float *qkv, const float *att,
+                               const int32_t *tg_seq, const int32_t *tg_n, const int64_t *tg_off, int J, int T,
+                               int C, int NH, float scale);
+
+    /* Saliency of each target: for i < n_j,
+     *   v = grad[off_j + i] (* mult[rowpos] when mult is not NULL)
+     *   scores[j * ld + i] = ||v||_2 / sum_i' ||v_i'||_2
+     * and zeros for i in [n_j, ld). */
+    void (*saliency)(ecc_backend *be, float *scores, int ld, const float *grad, const float *mult,
+                     const int32_t *rowpos, const int32_t *tg_n, const int64_t *tg_off, int J, int C);
+
+    /* Logit lens statistics of each row of logits (n, V): rank (1 = top) of
+     * tokens[i] (1 + number of strictly larger logits), the k most likely ids
+     * and their softmax probabilities (descending; lower id first on ties),
+     * and ranks of the W watched ids. Outputs are row-major (n, k) / (n, W);
+     * top_ids/top_probs/watch_ranks may be NULL. */
+    void (*lens_stats)(ecc_backend *be, int32_t *ranks, int32_t *top_ids, float *top_probs, int32_t *watch_ranks,
+                       const float *logits, const int32_t *tokens, const int32_t *watch, int n, int V, int k, int W);
+};
+
+/* Create the backend for a device. AUTO picks CUDA when a usable GPU is there
+ * (and eccolo was built with CUDA), else the CPU; *notice then gets a one-line
+ * explanation (or NULL). threads <= 0 keeps the default (OMP_NUM_THREADS or
+ * all cores). */
+ecc_status ecc_backend_create(ecc_backend **out, ecc_device dev, int threads, const char **notice);
+ecc_status ecc_backend_cpu_create(ecc_backend **out, int threads);
+#ifdef ECCOLO_HAVE_CUDA
+ecc_status ecc_backend_cuda_create(ecc_backend **out, int threads);
+#endif
+
+/* GPUs visible to eccolo: count (0 when none, or when built without CUDA)
+ * and a one-line description per device. */
+int ecc_gpu_count(char *why, size_t why_len);
+void ecc_gpu_describe(int i, char *buf, size_t len);
+
+/* The counter-based RNG shared by the backends: a uniform float in [0, 1)
+ * from (seed, counter), SplitMix64 finaliser on the combined key. */
+static inline float ecc_uniform(uint64_t seed, uint64_t counter)
+{
+    uint64_t z = seed * 0x9E3779B97F4A7C15ull + counter * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f);
+}
+
+#endif

@@ -1,0 +1,232 @@
+/* eccolo: the command line. main() dispatches to a subcommand; the helpers
+ * here parse arguments and report errors on one line with exit code 2. */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "util.h"
+
+int cli_error(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (char *p = msg; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    fprintf(stderr, "eccolo: error: %s\n", msg);
+    return ECC_EXIT_ERROR;
+}
+
+int cli_lib_error(void) { return cli_error("%s", ecc_last_error()); }
+
+int cli_opt(cli_args *a, const char *name, const char **value)
+{
+    const char *arg = a->argv[a->i];
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) != 0)
+        return 0;
+    if (arg[n] == '=') {
+        *value = arg + n + 1;
+        return 1;
+    }
+    if (arg[n] != '\0')
+        return 0;
+    if (a->i + 1 >= a->argc) {
+        cli_error("%s needs a value (see eccolo %s --help)", name, a->cmd);
+        return -1;
+    }
+    *value = a->argv[++a->i];
+    return 1;
+}
+
+int cli_flag(cli_args *a, const char *name) { return strcmp(a->argv[a->i], name) == 0; }
+
+int cli_int(const char *opt, const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        cli_error("%s must be an integer from %ld to %ld (got '%s')", opt, lo, hi, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_float(const char *opt, const char *s, double lo, double hi, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        cli_error("%s must be a number from %g to %g (got '%s')", opt, lo, hi, s);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+int cli_u64(const char *opt, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-') {
+        cli_error("%s: '%s' is not a non-negative integer", opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_ids(const char *opt, const char *s, int32_t **ids, int *n)
+{
+    int cap = 16, k = 0;
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)cap);
+    const char *p = s;
+    while (v && *p) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (errno || end == p || x < 0 || x > INT32_MAX || (*end && *end != ',')) {
+            free(v);
+            cli_error("%s: expected comma-separated non-negative token ids like 464,2068,7586 (at '%.20s')", opt, p);
+            return -1;
+        }
+        if (k == cap) {
+            int32_t *nv = realloc(v, sizeof(int32_t) * (size_t)(cap *= 2));
+            if (!nv)
+                free(v);
+            v = nv;
+            if (!v)
+                break;
+        }
+        v[k++] = (int32_t)x;
+        p = *end ? end + 1 : end;
+    }
+    if (!v) {
+        cli_error("out of memory reading %s", opt);
+        return -1;
+    }
+    *ids = v;
+    *n = k;
+    return 0;
+}
+
+char *cli_unescape(const char *s)
+{
+    char *out = malloc(strlen(s) + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const char *p = s; *p; p++) {
+        if (*p != '\\' || !p[1]) {
+            *o++ = *p;
+            continue;
+        }
+        switch (*++p) {
+        case 'n': *o++ = '\n'; break;
+        case 't': *o++ = '\t'; break;
+        case 'r': *o++ = '\r'; break;
+        case '\\': *o++ = '\\'; break;
+        case '"': *o++ = '"'; break;
+        case '\'': *o++ = '\''; break;
+        default: /* not an escape we know: keep it as written */
+            *o++ = '\\';
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+int cli_device(const char *s, ecc_device *d)
+{
+    if (!strcmp(s, "auto"))
+        *d = ECC_DEVICE_AUTO;
+    else if (!strcmp(s, "cpu"))
+        *d = ECC_DEVICE_CPU;
+    else if (!strcmp(s, "cuda") || !strcmp(s, "gpu"))
+        *d = ECC_DEVICE_CUDA;
+    else {
+        cli_error("--device: '%s' is not one of auto, cpu, cuda", s);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- subcommands ------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "eccolo %s — explain transformer language models the way Ecco does, in C and CUDA\n"
+            "\n"
+            "usage: eccolo <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  generate   generate (or force) a continuation and explain it; writes run.json +\n"
+            "             tensors.safetensors with --out\n"
+            "  info       build options, BLAS, CUDA devices, the default model\n"
+            "\n"
+            "  eccolo <command> --help   options of a command\n"
+            "  eccolo --version          version\n",
+            ECCOLO_VERSION);
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: eccolo info\n\nPrints the build options, the BLAS library, the CUDA devices found and the "
+               "default model.\n");
+        return 0;
+    }
+    if (argc > 1)
+        return cli_error("info takes no arguments (got '%s')", argv[1]);
+    printf("eccolo %s\n", ECCOLO_VERSION);
+    printf("build: %s\n", ecc_build_info());
+    printf("blas: %s\n", openblas_get_config());
+    printf("cpu threads: %d (OpenMP; --threads or OMP_NUM_THREADS to change)\n", omp_get_max_threads());
+    char why[256] = "";
+    int n = ecc_gpu_count(why, sizeof why);
+    printf("cuda devices: %d%s%s%s\n", n, n ? "" : " (", n ? "" : why, n ? "" : ")");
+    for (int i = 0; i < n; i++) {
+        char d[256];
+        ecc_gpu_describe(i, d, sizeof d);
+        printf("  %s\n", d);
+    }
+    const char *dm = ecc_default_model();
+    printf("default model: %s%s\n", dm ? dm : "(none)", dm && !ecc_dir_exists(dm) ? " (missing!)" : "");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return cli_error("no command given (try eccolo --help)");
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+        printf("eccolo %s\n", ECCOLO_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "generate"))
+        return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info"))
+        return cmd_info(argc - 1, argv + 1);
+    return cli_error("unknown command '%s' (see eccolo --help)", cmd);
+}

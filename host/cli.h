@@ -1,0 +1,43 @@
+/* The eccolo command line: shared helpers for the subcommands. */
+#ifndef ECC_CLI_H
+#define ECC_CLI_H
+
+#include <stdint.h>
+
+#include "eccolo.h"
+
+/* Exit code for every error the user can act on (bad input, bad files). */
+#define ECC_EXIT_ERROR 2
+
+/* Print "eccolo: error: MSG" on one line to stderr; returns ECC_EXIT_ERROR. */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same with ecc_last_error() as the message. */
+int cli_lib_error(void);
+
+/* Argument parsing: "--name value" or "--name=value". */
+typedef struct cli_args {
+    int argc, i;
+    char **argv;
+    const char *cmd; /* subcommand, for messages */
+} cli_args;
+
+/* If argv[i] is the option NAME, set *value to its argument (advancing i)
+ * and return 1; 0 when it is another option; -1 (error printed) when the
+ * value is missing. */
+int cli_opt(cli_args *a, const char *name, const char **value);
+/* A flag without value. */
+int cli_flag(cli_args *a, const char *name);
+/* Parse numbers with range checks; print the error and return -1 on failure. */
+int cli_int(const char *opt, const char *s, long lo, long hi, int *out);
+int cli_float(const char *opt, const char *s, double lo, double hi, float *out);
+int cli_u64(const char *opt, const char *s, uint64_t *out);
+/* "1,2,3" -> malloc'd ids; -1 on error (printed). */
+int cli_ids(const char *opt, const char *s, int32_t **ids, int *n);
+/* Interpret \n \t \r \\ \" \' \0xx escapes in place-copied text (malloc'd). */
+char *cli_unescape(const char *s);
+/* ecc_device from "auto" | "cpu" | "cuda"; -1 on error (printed). */
+int cli_device(const char *s, ecc_device *d);
+
+int cmd_generate(int argc, char **argv);
+
+#endif

@@ -1,0 +1,253 @@
+#define _GNU_SOURCE
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Thread_local char g_err[1024];
+
+const char *ecc_last_error(void) { return g_err; }
+void ecc_clear_error(void) { g_err[0] = '\0'; }
+
+ecc_status ecc_fail(ecc_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    va_end(ap);
+    /* one line: a newline inside a message (from a file name, say) becomes a space */
+    for (char *p = g_err; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    return code;
+}
+
+ecc_status ecc_fail_prefix(ecc_status code, const char *fmt, ...)
+{
+    char prefix[512], old[sizeof g_err];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, g_err, sizeof old);
+    return ecc_fail(code, "%s%s", prefix, old);
+}
+
+void *ecc_malloc(size_t bytes, const char *what)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p)
+        ecc_fail(ECC_ERR_NOMEM, "out of memory allocating %zu bytes for %s", bytes, what);
+    return p;
+}
+
+void *ecc_calloc(size_t n, size_t size, const char *what)
+{
+    uint64_t total;
+    if (ecc_mul_overflow(n, size, &total)) {
+        ecc_fail(ECC_ERR_NOMEM, "size of %s overflows (%zu x %zu)", what, n, size);
+        return NULL;
+    }
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        ecc_fail(ECC_ERR_NOMEM, "out of memory allocating %llu bytes for %s",
+                 (unsigned long long)total, what);
+    return p;
+}
+
+char *ecc_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = ecc_malloc(n, "a string");
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+int ecc_mul_overflow(uint64_t a, uint64_t b, uint64_t *out) { return __builtin_mul_overflow(a, b, out); }
+int ecc_add_overflow(uint64_t a, uint64_t b, uint64_t *out) { return __builtin_add_overflow(a, b, out); }
+
+ecc_status ecc_read_file(const char *path, size_t max_bytes, char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return ecc_fail(ECC_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max_bytes) {
+        fclose(f);
+        return ecc_fail(ECC_ERR_FORMAT, "%s: %lld bytes is more than the %zu bytes allowed for this file",
+                        path, (long long)st.st_size, max_bytes);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = ecc_malloc(n + 1, path);
+    if (!buf) {
+        fclose(f);
+        return ECC_ERR_NOMEM;
+    }
+    if (n && fread(buf, 1, n, f) != n) {
+        free(buf);
+        fclose(f);
+        return ecc_fail(ECC_ERR_IO, "%s: read failed", path);
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return ECC_OK;
+}
+
+ecc_status ecc_atomic_open(ecc_atomic_file *af, const char *path)
+{
+    af->f = NULL;
+    af->path = ecc_strdup(path);
+    size_t n = strlen(path) + 32;
+    af->tmp = ecc_malloc(n, "a file name");
+    if (!af->path || !af->tmp) {
+        free(af->path);
+        free(af->tmp);
+        return ECC_ERR_NOMEM;
+    }
+    snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f) {
+        ecc_status s = ecc_fail(ECC_ERR_IO, "%s: cannot create: %s", af->tmp, strerror(errno));
+        free(af->path);
+        free(af->tmp);
+        return s;
+    }
+    return ECC_OK;
+}
+
+ecc_status ecc_atomic_commit(ecc_atomic_file *af, int ok)
+{
+    ecc_status s = ECC_OK;
+    if (ok && (ferror(af->f) || fflush(af->f) != 0 || fsync(fileno(af->f)) != 0))
+        s = ecc_fail(ECC_ERR_IO, "%s: write failed: %s", af->tmp, strerror(errno));
+    if (fclose(af->f) != 0 && ok && s == ECC_OK)
+        s = ecc_fail(ECC_ERR_IO, "%s: write failed: %s", af->tmp, strerror(errno));
+    if (ok && s == ECC_OK && rename(af->tmp, af->path) != 0)
+        s = ecc_fail(ECC_ERR_IO, "%s: cannot rename into place: %s", af->path, strerror(errno));
+    if (!ok || s != ECC_OK)
+        unlink(af->tmp);
+    free(af->tmp);
+    free(af->path);
+    af->f = NULL;
+    return s;
+}
+
+ecc_status ecc_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    ecc_atomic_file af;
+    ECC_TRY(ecc_atomic_open(&af, path));
+    int ok = len == 0 || fwrite(data, 1, len, af.f) == len;
+    return ecc_atomic_commit(&af, ok);
+}
+
+int ecc_file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int ecc_dir_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+ecc_status ecc_mkdirs(const char *path)
+{
+    char *p = ecc_strdup(path);
+    if (!p)
+        return ECC_ERR_NOMEM;
+    for (char *q = p + 1;; q++) {
+        if (*q == '/' || *q == '\0') {
+            char c = *q;
+            *q = '\0';
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+                ecc_status s = ecc_fail(ECC_ERR_IO, "%s: cannot create directory: %s", p, strerror(errno));
+                free(p);
+                return s;
+            }
+            *q = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    free(p);
+    if (!ecc_dir_exists(path))
+        return ecc_fail(ECC_ERR_IO, "%s: exists and is not a directory", path);
+    return ECC_OK;
+}
+
+char *ecc_path_join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *p = ecc_malloc(la + lb + 2, "a path");
+    if (!p)
+        return NULL;
+    memcpy(p, a, la);
+    size_t o = la;
+    if (la && a[la - 1] != '/')
+        p[o++] = '/';
+    memcpy(p + o, b, lb + 1);
+    return p;
+}
+
+double ecc_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int ecc_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            n = 2;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 3;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 4;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (i + n > len)
+            return 0;
+        for (size_t k = 1; k < n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        /* reject overlong forms, surrogates and code points past U+10FFFF */
+        if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+            return 0;
+        i += n;
+    }
+    return 1;
+}

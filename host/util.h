@@ -1,0 +1,72 @@
+/* Small helpers shared by every host file: errors, checked allocation and
+ * arithmetic, whole-file reads, timing. */
+#ifndef ECC_UTIL_H
+#define ECC_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "eccolo.h"
+
+#if defined(__GNUC__)
+#define ECC_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define ECC_PRINTF(a, b)
+#endif
+
+/* Record a one-line error for ecc_last_error() and return its code, so that
+ * callers can write `return ecc_fail(ECC_ERR_FORMAT, "...", ...);`. */
+ecc_status ecc_fail(ecc_status code, const char *fmt, ...) ECC_PRINTF(2, 3);
+/* Prefix the current error message with context ("config.json: ..."). */
+ecc_status ecc_fail_prefix(ecc_status code, const char *fmt, ...) ECC_PRINTF(2, 3);
+void ecc_clear_error(void);
+
+/* Allocation that records ECC_ERR_NOMEM (with the size and what it was for)
+ * on failure. Returns NULL then; callers propagate ECC_ERR_NOMEM. */
+void *ecc_malloc(size_t bytes, const char *what);
+void *ecc_calloc(size_t n, size_t size, const char *what);
+char *ecc_strdup(const char *s);
+
+/* Overflow-checked size arithmetic: return 0 and set *out, or 1 on overflow. */
+int ecc_mul_overflow(uint64_t a, uint64_t b, uint64_t *out);
+int ecc_add_overflow(uint64_t a, uint64_t b, uint64_t *out);
+
+/* Read a whole file into a NUL-terminated buffer (at most max_bytes). */
+ecc_status ecc_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
+/* Write a file atomically: write PATH.tmp.<pid>, fsync, rename over PATH, so
+ * a reader sees the old file or the new one, never a torn one. */
+ecc_status ecc_write_file_atomic(const char *path, const void *data, size_t len);
+/* The same for streamed writes: open, fwrite to af.f, commit (ok = 0 when the
+ * caller failed: the temporary file is removed and nothing is renamed). */
+typedef struct ecc_atomic_file {
+    FILE *f;
+    char *path, *tmp;
+} ecc_atomic_file;
+ecc_status ecc_atomic_open(ecc_atomic_file *af, const char *path);
+ecc_status ecc_atomic_commit(ecc_atomic_file *af, int ok);
+int ecc_file_exists(const char *path);
+int ecc_dir_exists(const char *path);
+/* mkdir -p */
+ecc_status ecc_mkdirs(const char *path);
+/* Join two path parts into a malloc'd string. */
+char *ecc_path_join(const char *a, const char *b);
+
+/* Monotonic wall clock in seconds. */
+double ecc_now(void);
+
+/* UTF-8 validity of a byte string (1 = valid). */
+int ecc_utf8_valid(const char *s, size_t len);
+
+#define ECC_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define ECC_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Propagate a failed status. */
+#define ECC_TRY(expr)                     \
+    do {                                  \
+        ecc_status ecc_try_s_ = (expr);   \
+        if (ecc_try_s_ != ECC_OK)         \
+            return ecc_try_s_;            \
+    } while (0)
+
+#endif

@@ -1,0 +1,129 @@
+/* eccolo — explain transformer language models the way Ecco does, in C and CUDA.
+ *
+ * The public C API. Handles are opaque; every call that can fail returns an
+ * ecc_status and leaves a one-line, human-readable message in ecc_last_error()
+ * (per thread). Sizes follow one naming everywhere:
+ *   T  tokens in a sequence      C  model width (n_embd)     L  layers
+ *   NH attention heads           F  MLP width (d_ff)         V  vocabulary size
+ *   G  targets (generated tokens explained), G = T - n_input
+ */
+#ifndef ECCOLO_H
+#define ECCOLO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ECCOLO_VERSION "0.1.0"
+
+typedef enum ecc_status {
+    ECC_OK = 0,
+    ECC_ERR_INPUT = 1,       /* bad user input: arguments, prompt, options          */
+    ECC_ERR_FORMAT = 2,      /* a file is malformed, truncated or inconsistent      */
+    ECC_ERR_IO = 3,          /* a file could not be opened, read or written         */
+    ECC_ERR_NOMEM = 4,       /* an allocation failed or would exceed a stated limit */
+    ECC_ERR_UNSUPPORTED = 5, /* valid, but not something eccolo does (yet)          */
+    ECC_ERR_DEVICE = 6,      /* the requested device is missing or failed           */
+} ecc_status;
+
+/* The message of the last failed call on this thread ("" when none). */
+const char *ecc_last_error(void);
+/* The library's version ("0.1.0"), and a one-line description of the build
+ * (build type, whether the CUDA backend and for which architectures). */
+const char *ecc_version(void);
+const char *ecc_build_info(void);
+
+/* ---- models ------------------------------------------------------------ */
+
+typedef struct ecc_model ecc_model;
+
+typedef struct ecc_config {
+    char model_type[32];  /* "gpt2" */
+    int n_layer;          /* L */
+    int n_head;           /* NH */
+    int n_embd;           /* C */
+    int n_inner;          /* F (4*C when config.json says null) */
+    int n_positions;      /* maximum context */
+    int vocab_size;       /* V */
+    float layer_norm_eps;
+    char activation[24];  /* "gelu_new" (tanh approximation) */
+    int eos_token_id;     /* -1 when unknown */
+    int tied_lm_head;     /* 1 when the output matrix is wte */
+    int scale_attn_by_inverse_layer_idx; /* GPT-2 option: scores also / (layer + 1) */
+} ecc_config;
+
+/* Open a model: a directory in Hugging Face layout (config.json, *.safetensors,
+ * tokenizer.json or vocab.json + merges.txt), or a hub id ("distilgpt2",
+ * "openai-community/gpt2") found in the local Hugging Face cache. Never
+ * touches the network. NULL or "" means the embedded default model. */
+ecc_status ecc_model_open(ecc_model **out, const char *path_or_id);
+void ecc_model_close(ecc_model *m);
+const ecc_config *ecc_model_config(const ecc_model *m);
+/* The directory the model was read from, and the id the user gave. */
+const char *ecc_model_dir(const ecc_model *m);
+const char *ecc_model_id(const ecc_model *m);
+/* The directory of the embedded default model, or NULL when none is built in. */
+const char *ecc_default_model(void);
+
+/* ---- tokenizer --------------------------------------------------------- */
+
+/* Encode UTF-8 text into token ids (*ids is malloc'd; free() it). Invalid
+ * UTF-8 is an error. Special tokens such as <|endoftext|> are recognised. */
+ecc_status ecc_tokenize(const ecc_model *m, const char *text, size_t len, int32_t **ids, int *n);
+/* Decode ids into UTF-8 text (malloc'd, NUL-terminated). Byte sequences that
+ * are not valid UTF-8 become U+FFFD, as Hugging Face does. */
+ecc_status ecc_detokenize(const ecc_model *m, const int32_t *ids, int n, char **text);
+
+/* ---- generation and explanation --------------------------------------- */
+
+typedef enum ecc_device { ECC_DEVICE_AUTO = 0, ECC_DEVICE_CPU = 1, ECC_DEVICE_CUDA = 2 } ecc_device;
+
+typedef struct ecc_options {
+    int max_new_tokens;       /* default 20 */
+    int sample;               /* 0 = greedy (default), 1 = sample */
+    float temperature;        /* default 1 */
+    int top_k;                /* 0 = off */
+    float top_p;              /* 1 = off */
+    uint64_t seed;            /* default 0 */
+    int stop_at_eos;          /* default 1: stop after generating <|endoftext|> */
+    const int32_t *continuation_ids; /* forced continuation (teacher forcing), or NULL */
+    int n_continuation;
+    ecc_device device;        /* default AUTO */
+    int threads;              /* 0 = library default */
+    /* Called as phases advance (phase name, done, total); may be NULL. */
+    void (*progress)(void *user, const char *phase, int done, int total);
+    void *progress_user;
+} ecc_options;
+
+void ecc_options_default(ecc_options *o);
+
+typedef struct ecc_run ecc_run;
+
+/* Generate (or force) a continuation of prompt_ids and compute what the
+ * options ask for. The result holds every tensor written by ecc_run_write. */
+ecc_status ecc_generate(ecc_run **out, ecc_model *m, const int32_t *prompt_ids, int n_prompt,
+                        const ecc_options *o);
+void ecc_run_free(ecc_run *r);
+
+int ecc_run_n_tokens(const ecc_run *r);           /* T */
+int ecc_run_n_input(const ecc_run *r);            /* tokens of the prompt */
+const int32_t *ecc_run_token_ids(const ecc_run *r);          /* [T] */
+const float *ecc_run_token_logprobs(const ecc_run *r);       /* [T - n_input] */
+/* The device that ran it: "cpu" or "cuda". */
+const char *ecc_run_device(const ecc_run *r);
+/* A one-line notice for the user (e.g. why --device auto chose the CPU), or "". */
+const char *ecc_run_notice(const ecc_run *r);
+/* Record a timing (seconds) under a name, e.g. "load"; written to run.json. */
+void ecc_run_add_timing(ecc_run *r, const char *name, double seconds);
+
+/* Write DIR/run.json and DIR/tensors.safetensors (DIR is created). The prompt
+ * text is recorded as given (may be NULL when ids were given). */
+ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *prompt_text, const char *dir);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ECCOLO_H */

@@ -1,0 +1,173 @@
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+char *fixture_path(const char *rel)
+{
+    const char *root = getenv("ECCOLO_FIXTURES");
+    cr_assert(root, "ECCOLO_FIXTURES is not set: run the tests through ctest");
+    return ecc_path_join(root, rel);
+}
+
+char *test_tmpdir(const char *tag)
+{
+    const char *root = getenv("ECCOLO_TMP");
+    if (!root)
+        root = "/tmp";
+    cr_assert(ecc_mkdirs(root) == ECC_OK, "%s", ecc_last_error());
+    char tmpl[4096];
+    snprintf(tmpl, sizeof tmpl, "%s/%s-XXXXXX", root, tag);
+    cr_assert(mkdtemp(tmpl), "mkdtemp %s failed", tmpl);
+    return ecc_strdup(tmpl);
+}
+
+cJSON *fixture_json(const char *rel)
+{
+    char *path = fixture_path(rel), *data;
+    size_t len;
+    cr_assert(ecc_read_file(path, 64u << 20, &data, &len) == ECC_OK, "%s", ecc_last_error());
+    cJSON *j = cJSON_ParseWithLength(data, len);
+    cr_assert(j, "%s: invalid JSON", path);
+    free(data);
+    free(path);
+    return j;
+}
+
+int32_t *json_int_array(const cJSON *arr, int *n)
+{
+    cr_assert(cJSON_IsArray(arr));
+    *n = cJSON_GetArraySize(arr);
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)(*n > 0 ? *n : 1));
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) v[i++] = (int32_t)e->valuedouble;
+    return v;
+}
+
+static char *slurp_fd(int fd)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t r = read(fd, buf + len, cap - len - 1);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+int run_cli(char **out, char **err, const char *const *args) { return run_cli_env(out, err, NULL, args); }
+
+int run_cli_env(char **out, char **err, const char *const *env_assignments, const char *const *args)
+{
+    const char *bin = getenv("ECCOLO_BIN");
+    cr_assert(bin, "ECCOLO_BIN is not set: run the tests through ctest");
+    char outname[] = "/tmp/ecc-out-XXXXXX", errname[] = "/tmp/ecc-err-XXXXXX";
+    int ofd = mkstemp(outname), efd = mkstemp(errname);
+    cr_assert(ofd >= 0 && efd >= 0);
+    int n = 0;
+    while (args[n])
+        n++;
+    char **argv = calloc((size_t)n + 2, sizeof(char *));
+    argv[0] = (char *)bin;
+    for (int i = 0; i < n; i++)
+        argv[i + 1] = (char *)args[i];
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(ofd, 1);
+        dup2(efd, 2);
+        for (int i = 0; env_assignments && env_assignments[i]; i++)
+            putenv((char *)env_assignments[i]);
+        execv(bin, argv);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    free(argv);
+    lseek(ofd, 0, SEEK_SET);
+    lseek(efd, 0, SEEK_SET);
+    char *o = slurp_fd(ofd), *e = slurp_fd(efd);
+    close(ofd);
+    close(efd);
+    unlink(outname);
+    unlink(errname);
+    if (out)
+        *out = o;
+    else
+        free(o);
+    if (err)
+        *err = e;
+    else
+        free(e);
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
+double rel_err(const float *a, const double *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += b[i] * b[i];
+    }
+    return sqrt(num) / (sqrt(den) > 0 ? sqrt(den) : 1);
+}
+
+double rel_err_f(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * (double)b[i];
+    }
+    return sqrt(num) / (sqrt(den) > 0 ? sqrt(den) : 1);
+}
+
+void write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "cannot write %s", path);
+    cr_assert(fwrite(data, 1, len, f) == len);
+    fclose(f);
+}
+
+void copy_dir(const char *src, const char *dst)
+{
+    cr_assert(ecc_mkdirs(dst) == ECC_OK, "%s", ecc_last_error());
+    DIR *d = opendir(src);
+    cr_assert(d, "cannot open %s", src);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *s = ecc_path_join(src, e->d_name);
+        if (ecc_file_exists(s)) {
+            char *t = ecc_path_join(dst, e->d_name), *data;
+            size_t len;
+            cr_assert(ecc_read_file(s, 1u << 30, &data, &len) == ECC_OK);
+            write_file(t, data, len);
+            free(data);
+            free(t);
+        }
+        free(s);
+    }
+    closedir(d);
+}

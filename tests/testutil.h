@@ -1,0 +1,37 @@
+/* Helpers shared by the Criterion tests: fixture paths, JSON fixtures,
+ * running the CLI, norm-wise errors. */
+#ifndef ECC_TESTUTIL_H
+#define ECC_TESTUTIL_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* $ECCOLO_FIXTURES/<rel> (malloc'd). */
+char *fixture_path(const char *rel);
+/* A fresh empty directory under $ECCOLO_TMP (malloc'd). */
+char *test_tmpdir(const char *tag);
+/* Parse $ECCOLO_FIXTURES/<rel> as JSON (aborts the test on failure). */
+cJSON *fixture_json(const char *rel);
+/* Read a JSON array of integers into a malloc'd int32 array. */
+int32_t *json_int_array(const cJSON *arr, int *n);
+
+/* Run the eccolo CLI with the given arguments (NULL-terminated argv without
+ * the program name). Returns the exit code (or 128+signal); stdout and stderr
+ * are captured into malloc'd strings when the pointers are non-NULL. */
+int run_cli(char **out, char **err, const char *const *args);
+/* The same with extra environment variables: env_assignments is a
+ * NULL-terminated list of "NAME=VALUE" strings (NULL for none), set in the
+ * child only. */
+int run_cli_env(char **out, char **err, const char *const *env_assignments, const char *const *args);
+
+/* ||a - b||_2 / ||b||_2 over n values (double accumulation). */
+double rel_err(const float *a, const double *b, size_t n);
+double rel_err_f(const float *a, const float *b, size_t n);
+
+/* Write a file (aborts the test on failure). */
+void write_file(const char *path, const void *data, size_t len);
+/* Copy every regular file of directory src into dst (created). */
+void copy_dir(const char *src, const char *dst);
+
+#endif

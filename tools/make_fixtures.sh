@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Regenerates every file under tests/fixtures/:
+#   tools/fixtures_tokenizer.py  gpt2-tokenizer/, small-tokenizer/, tokenizer_corpus.json
+#   tools/fixtures_models.py     tiny-gpt2/, tiny-gpt2-f16/, tiny-gpt2-sharded/
+# Needs python3 with venv (Debian 12: apt-get install python3-venv) and PyPI.
+# Environment:
+#   ECCOLO_TOOLS_VENV  virtual environment to use/create (default: $REPO/.venv-tools)
+#   ECCOLO_PIP_ARGS    extra arguments for pip install (e.g. a CPU-only torch index)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${ECCOLO_TOOLS_VENV:-$REPO/.venv-tools}"
+PY="$VENV/bin/python"
+
+if [[ ! -x "$PY" ]]; then
+    echo "== creating virtual environment $VENV"
+    python3 -m venv "$VENV" || {
+        echo "python3 -m venv failed (Debian: apt-get install python3-venv)" >&2
+        exit 1
+    }
+    "$PY" -m pip install -q --upgrade pip
+fi
+
+echo "== installing tools/requirements.txt into $VENV"
+# shellcheck disable=SC2086  # ECCOLO_PIP_ARGS is a list of words
+"$PY" -m pip install -q --disable-pip-version-check ${ECCOLO_PIP_ARGS:-} -r "$REPO/tools/requirements.txt"
+
+cd "$REPO"
+echo "== tools/fixtures_tokenizer.py"
+"$PY" tools/fixtures_tokenizer.py
+echo "== tools/fixtures_models.py"
+"$PY" tools/fixtures_models.py
+
+echo "== wrote tests/fixtures:"
+find tests/fixtures -type f -print0 | sort -z | xargs -0 ls -l | awk '{printf "%10d  %s\n", $5, $9}'
+du -sh tests/fixtures | awk '{print "total " $1}'
