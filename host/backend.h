@@ -44,6 +44,7 @@ struct ecc_backend {
     void (*unmirror)(ecc_backend *be, void *p);
     void (*upload)(ecc_backend *be, void *dst, const void *host_src, size_t bytes);
     void (*download)(ecc_backend *be, void *host_dst, const void *src, size_t bytes);
+    void (*zero)(ecc_backend *be, void *p, size_t bytes);
     void (*synchronize)(ecc_backend *be);
     void (*destroy)(ecc_backend *be);
     /* Working memory the explanation ops need for sequences of up to T_max

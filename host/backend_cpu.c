@@ -37,6 +37,7 @@ static void cpu_free(ecc_backend *be, void *p) { free(p); }
 static void *cpu_mirror(ecc_backend *be, const void *host, size_t bytes, const char *what) { return (void *)host; }
 static void cpu_unmirror(ecc_backend *be, void *p) {}
 static void cpu_copy(ecc_backend *be, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void cpu_zero(ecc_backend *be, void *p, size_t bytes) { memset(p, 0, bytes); }
 static void cpu_synchronize(ecc_backend *be) {}
 
 static void cpu_destroy(ecc_backend *be)
@@ -227,6 +228,7 @@ ecc_status ecc_backend_cpu_create(ecc_backend **out, int threads)
     be->unmirror = cpu_unmirror;
     be->upload = cpu_copy;
     be->download = cpu_copy;
+    be->zero = cpu_zero;
     be->synchronize = cpu_synchronize;
     be->destroy = cpu_destroy;
     be->reserve = cpu_reserve;

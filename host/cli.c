@@ -151,6 +151,91 @@ char *cli_unescape(const char *s)
     return out;
 }
 
+int cli_methods(const char *s, unsigned *bits)
+{
+    char *list = strdup(s);
+    if (!list)
+        return cli_error("out of memory"), -1;
+    *bits = 0;
+    int rc = 0;
+    for (char *save = NULL, *m = strtok_r(list, ",", &save); m && !rc; m = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(m, "grad_x_input"))
+            *bits |= ECC_ATTR_GRAD_X_INPUT;
+        else if (!strcmp(m, "gradient") || !strcmp(m, "saliency"))
+            *bits |= ECC_ATTR_GRADIENT;
+        else if (!strcmp(m, "integrated_gradients") || !strcmp(m, "ig"))
+            *bits |= ECC_ATTR_INTEGRATED_GRADIENTS;
+        else {
+            cli_error("--attribution: unknown method '%s' (use grad_x_input, gradient or saliency, "
+                      "integrated_gradients or ig)", m);
+            rc = -1;
+        }
+    }
+    free(list);
+    if (!rc && !*bits) {
+        cli_error("--attribution: no method given");
+        rc = -1;
+    }
+    return rc;
+}
+
+int cli_target(const char *s, ecc_target *t)
+{
+    if (!strcmp(s, "prob"))
+        *t = ECC_TARGET_PROB;
+    else if (!strcmp(s, "logit"))
+        *t = ECC_TARGET_LOGIT;
+    else if (!strcmp(s, "logprob"))
+        *t = ECC_TARGET_LOGPROB;
+    else {
+        cli_error("--target must be prob, logit or logprob (got '%s')", s);
+        return -1;
+    }
+    return 0;
+}
+
+int cli_layers(const char *s, int *from, int *to)
+{
+    char *end;
+    long a = strtol(s, &end, 10);
+    if (end == s || *end != ':' || a < 0 || a > 100000) {
+        cli_error("--layers expects a:b, the layers [a, b) (got '%s')", s);
+        return -1;
+    }
+    const char *q = end + 1;
+    long b = strtol(q, &end, 10);
+    if (end == q || *end || b <= a || b > 100000) {
+        cli_error("--layers expects a:b with a < b, the layers [a, b) (got '%s')", s);
+        return -1;
+    }
+    *from = (int)a;
+    *to = (int)b;
+    return 0;
+}
+
+int cli_size(const char *opt, const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    double mult = 1;
+    switch (*end) {
+    case 'k': case 'K': mult = 1024.0; end++; break;
+    case 'm': case 'M': mult = 1024.0 * 1024; end++; break;
+    case 'g': case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
+    case 't': case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (errno || end == s || *end || !(v > 0) || v * mult > 1e15) {
+        cli_error("%s expects a size such as 512M or 8G (got '%s')", opt, s);
+        return -1;
+    }
+    *out = (size_t)(v * mult);
+    return 0;
+}
+
 int cli_device(const char *s, ecc_device *d)
 {
     if (!strcmp(s, "auto"))

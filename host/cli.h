@@ -35,6 +35,13 @@ int cli_u64(const char *opt, const char *s, uint64_t *out);
 int cli_ids(const char *opt, const char *s, int32_t **ids, int *n);
 /* Interpret \n \t \r \\ \" \' \0xx escapes in place-copied text (malloc'd). */
 char *cli_unescape(const char *s);
+/* "grad_x_input,saliency,ig" -> ECC_ATTR_* bits; -1 on error (printed). */
+int cli_methods(const char *s, unsigned *bits);
+int cli_target(const char *s, ecc_target *t);
+/* "a:b" -> [a, b) */
+int cli_layers(const char *s, int *from, int *to);
+/* "512M", "8G", "1.5G", "4096" -> bytes (binary units) */
+int cli_size(const char *opt, const char *s, size_t *out);
 /* ecc_device from "auto" | "cpu" | "cuda"; -1 on error (printed). */
 int cli_device(const char *s, ecc_device *d);
 

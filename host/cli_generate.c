@@ -34,6 +34,24 @@ static const char *k_help =
     "                          so a given text can be explained\n"
     "  --continuation-ids IDS  the same, as token ids\n"
     "\n"
+    "explanations (computed over the final sequence, for every generated token):\n"
+    "  --attribution LIST      input saliency by grad_x_input, gradient (alias saliency),\n"
+    "                          integrated_gradients (alias ig), comma-separated\n"
+    "  --target prob|logit|logprob   the scalar explained (default prob, as Ecco 0.1; logit\n"
+    "                          reproduces the original Ecco article)\n"
+    "  --ig-steps N            integrated-gradients steps (default 50, Gauss-Legendre)\n"
+    "  --activations           post-GELU MLP activations [L, T, F]\n"
+    "  --layers a:b            capture activations of layers [a, b) only\n"
+    "  --hidden-states         hidden states [L+1, T, C] (Hugging Face convention)\n"
+    "  --attention             attention probabilities [L, NH, T, T]\n"
+    "  --rankings              logit lens: rank of each generated token at every layer, and\n"
+    "                          the top tokens per layer\n"
+    "  --top-k-layers K        top tokens kept per layer and position (default 10)\n"
+    "  --lens standard|raw     standard applies ln_f to every layer (default); raw is Ecco's\n"
+    "  --watch-ids IDS         also rank these token ids at every layer and position\n"
+    "  --watch LIST            the same from comma-separated single-token texts\n"
+    "  --mem-budget SIZE       memory for explanation buffers, e.g. 512M, 8G (default 4G)\n"
+    "\n"
     "execution and output:\n"
     "  --device auto|cpu|cuda  where to run (default auto: the GPU when usable)\n"
     "  --threads N             CPU threads (default: OMP_NUM_THREADS or all cores)\n"
@@ -44,7 +62,7 @@ static const char *k_help =
     "Errors are one line on stderr, with exit code 2.\n";
 
 typedef struct gen_args {
-    const char *model, *prompt, *prompt_file, *prompt_ids, *cont, *cont_ids, *out;
+    const char *model, *prompt, *prompt_file, *prompt_ids, *cont, *cont_ids, *out, *watch, *watch_ids;
     int raw, quiet, greedy_flag, sampling_opt_seen;
     ecc_options o;
 } gen_args;
@@ -99,6 +117,42 @@ static int parse(gen_args *g, int argc, char **argv)
         } else if ((r = OPT("--out"))) {
             if (r < 0) return -1;
             g->out = v;
+        } else if ((r = OPT("--attribution"))) {
+            if (r < 0 || cli_methods(v, &g->o.attribution)) return -1;
+        } else if ((r = OPT("--target"))) {
+            if (r < 0 || cli_target(v, &g->o.target)) return -1;
+        } else if ((r = OPT("--ig-steps"))) {
+            if (r < 0 || cli_int("--ig-steps", v, 1, 1000, &g->o.ig_steps)) return -1;
+        } else if ((r = OPT("--layers"))) {
+            if (r < 0 || cli_layers(v, &g->o.layer_from, &g->o.layer_to)) return -1;
+        } else if ((r = OPT("--top-k-layers"))) {
+            if (r < 0 || cli_int("--top-k-layers", v, 1, 1 << 24, &g->o.top_k_layers)) return -1;
+        } else if ((r = OPT("--lens"))) {
+            if (r < 0) return -1;
+            if (!strcmp(v, "standard") || !strcmp(v, "raw")) {
+                g->o.lens = strcmp(v, "raw") ? ECC_LENS_STANDARD : ECC_LENS_RAW;
+            } else {
+                cli_error("--lens must be standard or raw (got '%s')", v);
+                return -1;
+            }
+        } else if ((r = OPT("--watch-ids"))) {
+            if (r < 0) return -1;
+            g->watch_ids = v;
+        } else if ((r = OPT("--watch"))) {
+            if (r < 0) return -1;
+            g->watch = v;
+        } else if ((r = OPT("--mem-budget"))) {
+            if (r < 0 || cli_size("--mem-budget", v, &g->o.mem_budget)) return -1;
+        } else if ((r = OPT("--chunk-targets"))) { /* for tests: cap targets per backward chunk */
+            if (r < 0 || cli_int("--chunk-targets", v, 1, 1 << 20, &g->o.max_chunk_targets)) return -1;
+        } else if (cli_flag(&a, "--activations")) {
+            g->o.activations = 1;
+        } else if (cli_flag(&a, "--hidden-states")) {
+            g->o.hidden_states = 1;
+        } else if (cli_flag(&a, "--attention")) {
+            g->o.attention = 1;
+        } else if (cli_flag(&a, "--rankings")) {
+            g->o.rankings = 1;
         } else if (cli_flag(&a, "--greedy")) {
             g->greedy_flag = 1;
         } else if (cli_flag(&a, "--sample")) {
@@ -131,6 +185,18 @@ static int parse(gen_args *g, int argc, char **argv)
     }
     if (g->sampling_opt_seen && !g->o.sample) {
         cli_error("--temperature, --top-k, --top-p and --seed apply to sampling: add --sample");
+        return -1;
+    }
+    if (g->o.layer_to && !g->o.activations) {
+        cli_error("--layers selects the layers of --activations: add --activations");
+        return -1;
+    }
+    if (g->watch && g->watch_ids) {
+        cli_error("give only one of --watch and --watch-ids");
+        return -1;
+    }
+    if ((g->watch || g->watch_ids) && !g->o.rankings) {
+        cli_error("--watch and --watch-ids rank tokens in the logit lens: add --rankings");
         return -1;
     }
     if ((g->cont || g->cont_ids) && g->o.sample) {
@@ -173,6 +239,40 @@ static int prompt_ids(gen_args *g, ecc_model *m, int32_t **ids, int *n, char **t
     return text_ids(m, "--prompt", g->prompt, g->raw, ids, n, text);
 }
 
+/* --watch " is, are": each comma-separated text must be one token. */
+static int watch_texts(ecc_model *m, const char *list, int raw, int32_t **ids, int *n)
+{
+    char *all = raw ? strdup(list) : cli_unescape(list);
+    int32_t *out = malloc(sizeof(int32_t) * (strlen(list) + 1));
+    if (!all || !out) {
+        free(all);
+        free(out);
+        return cli_error("out of memory");
+    }
+    int k = 0, rc = 0;
+    for (char *save = NULL, *tok = strtok_r(all, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+        int32_t *t;
+        int nt;
+        if (ecc_tokenize(m, tok, strlen(tok), &t, &nt) != ECC_OK) {
+            rc = cli_error("--watch: %s", ecc_last_error());
+            break;
+        }
+        if (nt != 1)
+            rc = cli_error("--watch: '%s' is %d tokens; watch single tokens (or give ids with --watch-ids)", tok, nt);
+        else
+            out[k++] = t[0];
+        free(t);
+    }
+    free(all);
+    if (rc || k == 0) {
+        free(out);
+        return rc ? rc : cli_error("--watch: no tokens given");
+    }
+    *ids = out;
+    *n = k;
+    return 0;
+}
+
 static void progress(void *user, const char *phase, int done, int total)
 {
     fprintf(stderr, "\r\033[Keccolo: %s %d/%d", phase, done, total);
@@ -187,8 +287,8 @@ static int run(gen_args *g)
     if (ecc_model_open(&m, g->model) != ECC_OK)
         return cli_lib_error();
     double t_load = ecc_now() - t0;
-    int32_t *ids = NULL, *cont = NULL;
-    int n = 0, n_cont = 0, rc;
+    int32_t *ids = NULL, *cont = NULL, *watch = NULL;
+    int n = 0, n_cont = 0, n_watch = 0, rc;
     char *text = NULL;
     ecc_run *r = NULL;
     if ((rc = prompt_ids(g, m, &ids, &n, &text)))
@@ -203,6 +303,14 @@ static int run(gen_args *g)
         g->o.continuation_ids = cont;
         g->o.n_continuation = n_cont;
     }
+    if (g->watch_ids && cli_ids("--watch-ids", g->watch_ids, &watch, &n_watch)) {
+        rc = ECC_EXIT_ERROR;
+        goto done;
+    }
+    if (g->watch && (rc = watch_texts(m, g->watch, g->raw, &watch, &n_watch)))
+        goto done;
+    g->o.watch_ids = watch;
+    g->o.n_watch = n_watch;
     if (!g->quiet && isatty(2)) {
         g->o.progress = progress;
         g->o.progress_user = g;
@@ -235,6 +343,7 @@ done:
     ecc_run_free(r);
     free(ids);
     free(cont);
+    free(watch);
     free(text);
     ecc_model_close(m);
     return rc;

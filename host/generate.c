@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "explain.h"
 #include "forward.h"
 #include "model.h"
 #include "run.h"
@@ -20,6 +21,10 @@ void ecc_options_default(ecc_options *o)
     o->top_p = 1.0f;
     o->stop_at_eos = 1;
     o->device = ECC_DEVICE_AUTO;
+    o->target = ECC_TARGET_PROB;
+    o->ig_steps = 50;
+    o->top_k_layers = 10;
+    o->lens = ECC_LENS_STANDARD;
 }
 
 /* ---- the run object -------------------------------------------------------- */
@@ -206,6 +211,7 @@ ecc_status ecc_generate(ecc_run **out, ecc_model *m, const int32_t *prompt, int 
     const ecc_config *c = &m->cfg;
     int n_new = 0;
     ECC_TRY(check_request(c, prompt, n_prompt, o, &n_new));
+    ECC_TRY(ecc_explain_check(c, o));
     double t_start = ecc_now();
 
     ecc_run *r = ecc_calloc(1, sizeof *r, "the run");
@@ -246,6 +252,10 @@ ecc_status ecc_generate(ecc_run **out, ecc_model *m, const int32_t *prompt, int 
         r->threads = g.be->threads;
         ecc_run_time(r, "setup", ecc_now() - t_start);
         generate_tokens(r, &g, c, n_new);
+        /* the generation's cache and scratch make room for the explanation */
+        ecc_acts_free(&g.acts, g.be);
+        ecc_kv_free(&g.kv, g.be);
+        s = ecc_explain(r, &g.dm);
     }
     gen_free(&g);
     if (s != ECC_OK) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "explain.h"
 #include "model.h"
 #include "run.h"
 #include "safetensors.h"
@@ -43,6 +44,35 @@ static cJSON *params_json(const ecc_run *r)
         cJSON_AddNumberToObject(j, "seed", (double)o->seed);
     }
     cJSON_AddBoolToObject(j, "stop_at_eos", o->stop_at_eos && !o->continuation_ids);
+    return j;
+}
+
+static cJSON *explain_json(const ecc_run *r, const ecc_model *m)
+{
+    const ecc_options *o = &r->opt;
+    cJSON *j = cJSON_CreateObject();
+    cJSON *meth = cJSON_AddArrayToObject(j, "attribution");
+    for (unsigned b = 1; b <= ECC_ATTR_INTEGRATED_GRADIENTS; b <<= 1)
+        if (o->attribution & b)
+            cJSON_AddItemToArray(meth, cJSON_CreateString(ecc_attr_name(b)));
+    static const char *targets[] = {"prob", "logit", "logprob"};
+    cJSON_AddStringToObject(j, "target", targets[o->target]);
+    if (o->attribution & ECC_ATTR_INTEGRATED_GRADIENTS) {
+        cJSON_AddNumberToObject(j, "ig_steps", o->ig_steps);
+        cJSON_AddStringToObject(j, "ig_quadrature", "gauss-legendre on [0, 1], zero baseline, token embeddings only");
+    }
+    if (o->activations) {
+        cJSON *lay = cJSON_AddArrayToObject(j, "activation_layers");
+        cJSON_AddItemToArray(lay, cJSON_CreateNumber(o->layer_from));
+        cJSON_AddItemToArray(lay, cJSON_CreateNumber(o->layer_to ? o->layer_to : m->cfg.n_layer));
+    }
+    cJSON_AddBoolToObject(j, "hidden_states", o->hidden_states);
+    cJSON_AddBoolToObject(j, "attention", o->attention);
+    if (o->rankings) {
+        cJSON_AddStringToObject(j, "lens", o->lens == ECC_LENS_RAW ? "raw" : "standard");
+        cJSON_AddNumberToObject(j, "top_k_layers", o->top_k_layers);
+    }
+    cJSON_AddNumberToObject(j, "mem_budget", (double)(o->mem_budget ? o->mem_budget : ECC_DEFAULT_MEM_BUDGET));
     return j;
 }
 
@@ -133,6 +163,7 @@ ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *promp
     if (s == ECC_OK) {
         cJSON_AddBoolToObject(root, "stopped_at_eos", r->stopped_at_eos);
         cJSON_AddItemToObject(root, "parameters", params_json(r));
+        cJSON_AddItemToObject(root, "explain", explain_json(r, m));
         cJSON_AddStringToObject(root, "device", r->device);
         cJSON_AddNumberToObject(root, "threads", r->threads);
         cJSON *tm = cJSON_AddObjectToObject(root, "timings");

@@ -81,6 +81,20 @@ ecc_status ecc_detokenize(const ecc_model *m, const int32_t *ids, int n, char **
 
 typedef enum ecc_device { ECC_DEVICE_AUTO = 0, ECC_DEVICE_CPU = 1, ECC_DEVICE_CUDA = 2 } ecc_device;
 
+/* Attribution methods (bits) and the scalar they explain (see docs and
+ * Ecco): for the token x_t at position t, from the logits at t - 1,
+ *   prob = softmax[x_t] (Ecco >= 0.1), logit = logits[x_t] (Ecco 0.0.x),
+ *   logprob = log_softmax[x_t]. */
+enum {
+    ECC_ATTR_GRAD_X_INPUT = 1,        /* ||g (.) e||, the default */
+    ECC_ATTR_GRADIENT = 2,            /* ||g|| ("saliency") */
+    ECC_ATTR_INTEGRATED_GRADIENTS = 4 /* e (.) sum_k w_k g(alpha_k e), Gauss-Legendre */
+};
+typedef enum ecc_target { ECC_TARGET_PROB = 0, ECC_TARGET_LOGIT = 1, ECC_TARGET_LOGPROB = 2 } ecc_target;
+/* Logit lens: standard applies the final layer norm to every layer's hidden
+ * state; raw (Ecco's) applies it only where the model does (the last layer). */
+typedef enum ecc_lens { ECC_LENS_STANDARD = 0, ECC_LENS_RAW = 1 } ecc_lens;
+
 typedef struct ecc_options {
     int max_new_tokens;       /* default 20 */
     int sample;               /* 0 = greedy (default), 1 = sample */
@@ -92,6 +106,22 @@ typedef struct ecc_options {
     const int32_t *continuation_ids; /* forced continuation (teacher forcing), or NULL */
     int n_continuation;
     ecc_device device;        /* default AUTO */
+
+    /* explanations, computed after generation over the final sequence */
+    unsigned attribution;     /* ECC_ATTR_* bits; 0 = none */
+    ecc_target target;        /* default PROB */
+    int ig_steps;             /* integrated-gradients steps, default 50 */
+    int activations;          /* capture post-GELU MLP activations [L', T, F] */
+    int layer_from, layer_to; /* activations of layers [from, to); to = 0 means all */
+    int hidden_states;        /* capture [L + 1, T, C] */
+    int attention;            /* capture [L, NH, T, T] */
+    int rankings;             /* logit lens: rankings [L, G], top ids/probs [L, G, k] */
+    int top_k_layers;         /* k, default 10 */
+    ecc_lens lens;            /* default STANDARD */
+    const int32_t *watch_ids; /* extra ids ranked at every layer and position, or NULL */
+    int n_watch;
+    size_t mem_budget;        /* bytes for explanation buffers; 0 = default (4 GiB) */
+    int max_chunk_targets;    /* 0 = as many as fit the budget (tests set 1) */
     int threads;              /* 0 = library default */
     /* Called as phases advance (phase name, done, total); may be NULL. */
     void (*progress)(void *user, const char *phase, int done, int total);

@@ -25,21 +25,14 @@ static ecc_model *open_fixture(const char *name)
     return m;
 }
 
-/* reference.safetensors tensor, copied; *n = element count */
+/* reference.safetensors tensor (malloc'd); *n = element count */
 static void *ref_tensor(const char *model, const char *name, ecc_dtype dtype, int *n)
 {
     char rel[256];
+    size_t numel;
     snprintf(rel, sizeof rel, "%s/reference.safetensors", model);
-    char *path = fixture_path(rel);
-    ecc_st_file *f;
-    cr_assert_eq(ecc_st_open(&f, path), ECC_OK, "%s", ecc_last_error());
-    const ecc_st_tensor *t = ecc_st_find(f, name);
-    cr_assert(t && t->dtype == dtype, "%s: %s missing or of the wrong dtype", path, name);
-    void *p = malloc(t->nbytes);
-    memcpy(p, t->data, t->nbytes);
-    *n = (int)t->numel;
-    ecc_st_close(f);
-    free(path);
+    void *p = fixture_tensor(rel, name, dtype, NULL, &numel);
+    *n = (int)numel;
     return p;
 }
 

@@ -18,23 +18,15 @@
 static const char *k_models[] = {"tiny-gpt2", "tiny-gpt2-f16", "tiny-gpt2-sharded"};
 #define N_MODELS 3
 
-/* A reference tensor from DIR/reference.safetensors, copied (malloc'd). */
-static void *ref_tensor(const char *model, const char *name, ecc_dtype dtype, int64_t *shape /* [2] */)
+/* A reference tensor from DIR/reference.safetensors (malloc'd); shape[0..1]. */
+static void *ref_tensor(const char *model, const char *name, ecc_dtype dtype, int64_t *shape)
 {
     char rel[256];
+    int64_t s[4];
     snprintf(rel, sizeof rel, "%s/reference.safetensors", model);
-    char *path = fixture_path(rel);
-    ecc_st_file *f;
-    cr_assert_eq(ecc_st_open(&f, path), ECC_OK, "%s", ecc_last_error());
-    const ecc_st_tensor *t = ecc_st_find(f, name);
-    cr_assert(t, "%s: no tensor %s", path, name);
-    cr_assert_eq(t->dtype, dtype, "%s: %s has dtype %s", path, name, ecc_dtype_name(t->dtype));
-    shape[0] = t->shape[0];
-    shape[1] = t->ndim > 1 ? t->shape[1] : 1;
-    void *p = malloc(t->nbytes);
-    memcpy(p, t->data, t->nbytes);
-    ecc_st_close(f);
-    free(path);
+    void *p = fixture_tensor(rel, name, dtype, s, NULL);
+    shape[0] = s[0];
+    shape[1] = s[1];
     return p;
 }
 

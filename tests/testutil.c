@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "safetensors.h"
 #include "util.h"
 
 char *fixture_path(const char *rel)
@@ -43,6 +44,25 @@ cJSON *fixture_json(const char *rel)
     free(data);
     free(path);
     return j;
+}
+
+void *fixture_tensor(const char *rel, const char *name, int dtype, int64_t shape[4], size_t *numel)
+{
+    char *path = fixture_path(rel);
+    ecc_st_file *f;
+    cr_assert_eq(ecc_st_open(&f, path), ECC_OK, "%s", ecc_last_error());
+    const ecc_st_tensor *t = ecc_st_find(f, name);
+    cr_assert(t, "%s: no tensor %s", path, name);
+    cr_assert_eq((int)t->dtype, dtype, "%s: %s is %s", path, name, ecc_dtype_name(t->dtype));
+    for (int i = 0; shape && i < 4; i++)
+        shape[i] = i < t->ndim ? t->shape[i] : 1;
+    if (numel)
+        *numel = t->numel;
+    void *p = malloc(t->nbytes ? t->nbytes : 1);
+    memcpy(p, t->data, t->nbytes);
+    ecc_st_close(f);
+    free(path);
+    return p;
 }
 
 int32_t *json_int_array(const cJSON *arr, int *n)

@@ -13,6 +13,10 @@ char *fixture_path(const char *rel);
 char *test_tmpdir(const char *tag);
 /* Parse $ECCOLO_FIXTURES/<rel> as JSON (aborts the test on failure). */
 cJSON *fixture_json(const char *rel);
+/* A tensor of $ECCOLO_FIXTURES/<rel> (a safetensors file), copied into a
+ * malloc'd buffer; checks the dtype; shape (up to 4 dims, unused = 1) and the
+ * element count are returned when the pointers are non-NULL. */
+void *fixture_tensor(const char *rel, const char *name, int dtype, int64_t shape[4], size_t *numel);
 /* Read a JSON array of integers into a malloc'd int32 array. */
 int32_t *json_int_array(const cJSON *arr, int *n);
 

@@ -10,6 +10,9 @@ Writes under tests/fixtures/ (needs small-tokenizer/ from fixtures_tokenizer.py)
                       them), tied, vocab.json + merges.txt only.
   tiny-gpt2-sharded/  BF16, 2 layers, C=32, untied lm_head.weight [V, C] stored,
                       >= 2 shards + model.safetensors.index.json, both tokenizer forms.
+  tiny-gpt2-deep/     F32, 12 layers (layer names "10", "11" sort before "2" as
+                      strings, as Ecco sorts them), C=16, 2 heads, n_inner=8,
+                      n_positions=96, keys "transformer.*", tied, tokenizer.json only.
 Each directory also gets
   reference.safetensors  prompt_ids I32 [T0]; logits F32 [T0, V]; greedy_ids I32
                          [T0 + n]; forced_ids I32 [T0 + 12]; forced_logits F32
@@ -25,7 +28,10 @@ All references are computed in float64 from the weights exactly as stored
 HF generate(max_new_tokens=20, do_sample=False), which stops early at
 <|endoftext|>; float32 greedy must give the same ids.
 
-Run through tools/make_fixtures.sh (it sets up the Python environment).
+Each run deletes and rewrites the model directories, including the
+explain_reference.* files that tools/fixtures_ecco.py adds to some of them.
+Run through tools/make_fixtures.sh (it sets up the Python environment and runs
+fixtures_ecco.py afterwards).
 """
 import copy
 import json
@@ -69,6 +75,10 @@ MODELS = [
          tokenizer=("vocab.json", "merges.txt", "tokenizer.json"),
          config=dict(n_layer=2, n_embd=32, n_head=2, n_positions=96, n_inner=None,
                      tie_word_embeddings=False)),
+    # n_inner=8 (not the default 4*C) keeps this directory and its explain fixtures small
+    dict(name="tiny-gpt2-deep", seed=4000, dtype=torch.float32, prefix=True, shard=None,
+         tokenizer=("tokenizer.json",),
+         config=dict(n_layer=12, n_embd=16, n_head=2, n_positions=96, n_inner=8)),
 ]
 
 DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
