@@ -12,6 +12,12 @@ int ecc_cuda_device_count(char *why, size_t why_len);
 void ecc_cuda_describe(int i, char *buf, size_t len);
 #endif
 
+#ifndef ECCOLO_HAVE_CUDA
+/* without CUDA the NVTX ranges are no-ops (kernels/backend_cuda.cu otherwise) */
+void ecc_nvtx_push(const char *name) { (void)name; }
+void ecc_nvtx_pop(void) {}
+#endif
+
 const char *ecc_version(void) { return ECCOLO_VERSION; }
 
 const char *ecc_build_info(void)
@@ -42,12 +48,15 @@ void ecc_gpu_describe(int i, char *buf, size_t len)
 #endif
 }
 
-ecc_status ecc_backend_create(ecc_backend **out, ecc_device dev, int threads, const char **notice)
+ecc_status ecc_backend_create(ecc_backend **out, ecc_device dev, int threads, ecc_precision precision,
+                              const char **notice)
 {
     static _Thread_local char note[512];
     *out = NULL;
     if (notice)
         *notice = NULL;
+    if (dev == ECC_DEVICE_CPU && precision != ECC_PRECISION_FP32)
+        return ecc_fail(ECC_ERR_INPUT, "--precision tf32 and bf16 are for the GPU; the CPU computes in fp32");
     if (dev == ECC_DEVICE_CPU)
         return ecc_backend_cpu_create(out, threads);
     char why[256] = "";
@@ -55,13 +64,15 @@ ecc_status ecc_backend_create(ecc_backend **out, ecc_device dev, int threads, co
     if (n == 0) {
         if (dev == ECC_DEVICE_CUDA)
             return ecc_fail(ECC_ERR_DEVICE, "--device cuda: no usable GPU (%s); use --device cpu or auto", why);
+        if (precision != ECC_PRECISION_FP32)
+            return ecc_fail(ECC_ERR_DEVICE, "--precision tf32 and bf16 need a GPU, and none is usable (%s)", why);
         snprintf(note, sizeof note, "no usable GPU (%s): running on the CPU", why);
         if (notice)
             *notice = note;
         return ecc_backend_cpu_create(out, threads);
     }
 #ifdef ECCOLO_HAVE_CUDA
-    ecc_status s = ecc_backend_cuda_create(out, threads);
+    ecc_status s = ecc_backend_cuda_create(out, threads, precision);
     if (s == ECC_OK || dev == ECC_DEVICE_CUDA)
         return s;
     snprintf(note, sizeof note, "the GPU could not be used (%s): running on the CPU", ecc_last_error());

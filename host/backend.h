@@ -44,8 +44,19 @@ struct ecc_backend {
     void (*unmirror)(ecc_backend *be, void *p);
     void (*upload)(ecc_backend *be, void *dst, const void *host_src, size_t bytes);
     void (*download)(ecc_backend *be, void *host_dst, const void *src, size_t bytes);
+    /* rows x width bytes from src (pitch src_pitch) to host_dst (pitch dst_pitch) */
+    void (*download2d)(ecc_backend *be, void *host_dst, size_t dst_pitch, const void *src, size_t src_pitch,
+                       size_t width, size_t rows);
     void (*zero)(ecc_backend *be, void *p, size_t bytes);
+    /* Bytes the backend could still allocate (free device memory, or the
+     * host's available memory), for planning. */
+    size_t (*available)(ecc_backend *be);
     void (*synchronize)(ecc_backend *be);
+    /* ECC_OK, or the first failure of an op since the backend was created, with
+     * ecc_last_error() set. Ops cannot return errors: the CUDA backend records
+     * the first one, turns the ops after it into no-ops, and reports it here
+     * (the CPU backend always answers ECC_OK). Call after each phase. */
+    ecc_status (*status)(ecc_backend *be);
     void (*destroy)(ecc_backend *be);
     /* Working memory the explanation ops need for sequences of up to T_max
      * tokens (e.g. per-thread T x T attention-gradient tiles); call before them.
@@ -54,10 +65,11 @@ struct ecc_backend {
 
     /* ---- forward ops ---- */
 
-    /* out (T, C) = tok_scale * wte[ids[t]] + wpe[pos0 + t]   (tok_scale: integrated
-     * gradients scales the token embeddings only, never the positions) */
-    void (*embed)(ecc_backend *be, float *out, const int32_t *ids, const float *wte, const float *wpe,
-                  float tok_scale, int pos0, int T, int C);
+    /* out (n, C) = tok_scale * wte[ids[t]] + wpe[p_t], p_t = pos[t], or pos0 + t
+     * when pos is NULL (tok_scale: integrated gradients scales the token
+     * embeddings only, never the positions) */
+    void (*embed)(ecc_backend *be, float *out, const int32_t *ids, const int32_t *pos, int pos0, const float *wte,
+                  const float *wpe, float tok_scale, int n, int C);
 
     /* out (T, C) = (inp - mean) * rstd * w + b per row; mean, rstd (T) may be NULL */
     void (*layernorm)(ecc_backend *be, float *out, float *mean, float *rstd, const float *inp,
@@ -123,10 +135,14 @@ struct ecc_backend {
                                const float *rstd, const float *w, const int32_t *in_rows, const int32_t *out_rows,
                                int n, int C);
 
-    /* dinp (R, F) = dout (R, F) * gelu'(inp[rowpos[r]]), inp the pre-GELU
-     * forward rows (dinp may alias dout) */
-    void (*gelu_backward)(ecc_backend *be, float *dinp, const float *dout, const float *inp, const int32_t *rowpos,
-                          int64_t R, int F);
+    /* out = gelu'(inp), n values (may alias): computed once per position in
+     * the saved forward, so that the backward of every target only multiplies */
+    void (*gelu_grad)(ecc_backend *be, float *out, const float *inp, int64_t n);
+
+    /* dinp (R, F) = dout (R, F) * dgelu[rowpos[r]], dgelu the saved gelu'
+     * rows (dinp may alias dout) */
+    void (*gelu_backward)(ecc_backend *be, float *dinp, const float *dout, const float *dgelu,
+                          const int32_t *rowpos, int64_t R, int F);
 
     /* Causal attention backward for the packed targets: from datty (R, C),
      * the gradient of the attention output, to dqkv (R, 3C) (q | k | v), given
@@ -150,16 +166,37 @@ struct ecc_backend {
      * top_ids/top_probs/watch_ranks may be NULL. */
     void (*lens_stats)(ecc_backend *be, int32_t *ranks, int32_t *top_ids, float *top_probs, int32_t *watch_ranks,
                        const float *logits, const int32_t *tokens, const int32_t *watch, int n, int V, int k, int W);
+
+    /* ---- NMF (and general matrix products) ---- */
+
+    /* out (M, N) = alpha op(A) op(B) + beta out, row-major; op(A) is (M, K):
+     * A is (M, K), or (K, M) when transA; op(B) is (K, N): B is (K, N), or
+     * (N, K) when transB. */
+    void (*gemm)(ecc_backend *be, float *out, const float *A, const float *B, int M, int N, int K, int transA,
+                 int transB, float alpha, float beta);
+
+    /* Multiplicative update, fused: x = x * num / den over n values, a
+     * denominator <= 0 replaced by eps (as scikit-learn does). */
+    void (*mu_update)(ecc_backend *be, float *x, const float *num, const float *den, int64_t n, float eps);
+
+    /* One HALS sweep over the k columns of M (n, k), in order, each row on
+     * its own: M[i, j] = max(0, M[i, j] + (P[i, j] - M[i, :] Q[:, j]) / Q[j, j])
+     * (columns with Q[j, j] <= 0 are left as they are). */
+    void (*hals_update)(ecc_backend *be, float *M, const float *P, const float *Q, int n, int k);
+
+    /* sum of a[i] * b[i] over n values, accumulated in double in a fixed order */
+    double (*dot)(ecc_backend *be, const float *a, const float *b, int64_t n);
 };
 
 /* Create the backend for a device. AUTO picks CUDA when a usable GPU is there
  * (and eccolo was built with CUDA), else the CPU; *notice then gets a one-line
  * explanation (or NULL). threads <= 0 keeps the default (OMP_NUM_THREADS or
- * all cores). */
-ecc_status ecc_backend_create(ecc_backend **out, ecc_device dev, int threads, const char **notice);
+ * all cores). A precision other than FP32 needs CUDA. */
+ecc_status ecc_backend_create(ecc_backend **out, ecc_device dev, int threads, ecc_precision precision,
+                              const char **notice);
 ecc_status ecc_backend_cpu_create(ecc_backend **out, int threads);
 #ifdef ECCOLO_HAVE_CUDA
-ecc_status ecc_backend_cuda_create(ecc_backend **out, int threads);
+ecc_status ecc_backend_cuda_create(ecc_backend **out, int threads, ecc_precision precision);
 #endif
 
 /* GPUs visible to eccolo: count (0 when none, or when built without CUDA)
@@ -167,9 +204,21 @@ ecc_status ecc_backend_cuda_create(ecc_backend **out, int threads);
 int ecc_gpu_count(char *why, size_t why_len);
 void ecc_gpu_describe(int i, char *buf, size_t len);
 
+/* NVTX ranges around the host's phases (generate, forward, backward, nmf,
+ * copy), for Nsight Systems; no-ops when built without CUDA. */
+void ecc_nvtx_push(const char *name);
+void ecc_nvtx_pop(void);
+
+/* Functions the CUDA kernels share with the host (ecc_uniform). */
+#if defined(__CUDACC__)
+#define ECC_HD __host__ __device__
+#else
+#define ECC_HD
+#endif
+
 /* The counter-based RNG shared by the backends: a uniform float in [0, 1)
  * from (seed, counter), SplitMix64 finaliser on the combined key. */
-static inline float ecc_uniform(uint64_t seed, uint64_t counter)
+static inline ECC_HD float ecc_uniform(uint64_t seed, uint64_t counter)
 {
     uint64_t z = seed * 0x9E3779B97F4A7C15ull + counter * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;

@@ -5,6 +5,8 @@
 #define _GNU_SOURCE
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +40,29 @@ static void *cpu_mirror(ecc_backend *be, const void *host, size_t bytes, const c
 static void cpu_unmirror(ecc_backend *be, void *p) {}
 static void cpu_copy(ecc_backend *be, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 static void cpu_zero(ecc_backend *be, void *p, size_t bytes) { memset(p, 0, bytes); }
+
+static void cpu_copy2d(ecc_backend *be, void *dst, size_t dst_pitch, const void *src, size_t src_pitch, size_t width,
+                       size_t rows)
+{
+    for (size_t r = 0; r < rows; r++)
+        memcpy((char *)dst + r * dst_pitch, (const char *)src + r * src_pitch, width);
+}
+
+/* MemAvailable from /proc/meminfo (or SIZE_MAX when it cannot be read) */
+static size_t cpu_available(ecc_backend *be)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb ? (size_t)kb * 1024 : SIZE_MAX;
+}
 static void cpu_synchronize(ecc_backend *be) {}
+static ecc_status cpu_status(ecc_backend *be) { return ECC_OK; }
 
 static void cpu_destroy(ecc_backend *be)
 {
@@ -68,12 +92,12 @@ float *ecc_cpu_scratch(ecc_backend *be) { return ((cpu_ctx *)be->ctx)->scratch; 
 
 /* ---- forward ops ---------------------------------------------------------- */
 
-static void cpu_embed(ecc_backend *be, float *out, const int32_t *ids, const float *wte, const float *wpe,
-                      float tok_scale, int pos0, int T, int C)
+static void cpu_embed(ecc_backend *be, float *out, const int32_t *ids, const int32_t *pos, int pos0,
+                      const float *wte, const float *wpe, float tok_scale, int n, int C)
 {
 #pragma omp parallel for
-    for (int t = 0; t < T; t++) {
-        const float *e = wte + (int64_t)ids[t] * C, *p = wpe + (int64_t)(pos0 + t) * C;
+    for (int t = 0; t < n; t++) {
+        const float *e = wte + (int64_t)ids[t] * C, *p = wpe + (int64_t)(pos ? pos[t] : pos0 + t) * C;
         float *o = out + (int64_t)t * C;
         for (int i = 0; i < C; i++)
             o[i] = tok_scale * e[i] + p[i];
@@ -228,8 +252,11 @@ ecc_status ecc_backend_cpu_create(ecc_backend **out, int threads)
     be->unmirror = cpu_unmirror;
     be->upload = cpu_copy;
     be->download = cpu_copy;
+    be->download2d = cpu_copy2d;
     be->zero = cpu_zero;
+    be->available = cpu_available;
     be->synchronize = cpu_synchronize;
+    be->status = cpu_status;
     be->destroy = cpu_destroy;
     be->reserve = cpu_reserve;
     be->embed = cpu_embed;
@@ -241,6 +268,7 @@ ecc_status ecc_backend_cpu_create(ecc_backend **out, int threads)
     be->add = cpu_add;
     be->pick = cpu_pick;
     ecc_cpu_register_explain(be);
+    ecc_cpu_register_nmf(be);
     *out = be;
     return ECC_OK;
 }

@@ -8,5 +8,6 @@
  * T_max floats (one attention-gradient tile per thread). */
 float *ecc_cpu_scratch(ecc_backend *be);
 void ecc_cpu_register_explain(ecc_backend *be);
+void ecc_cpu_register_nmf(ecc_backend *be);
 
 #endif

@@ -76,19 +76,24 @@ static void cpu_layernorm_backward(ecc_backend *be, float *dinp, const float *do
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
 
-static void cpu_gelu_backward(ecc_backend *be, float *dinp, const float *dout, const float *inp,
+static void cpu_gelu_grad(ecc_backend *be, float *out, const float *inp, int64_t n)
+{
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++) {
+        float v = inp[i], th = tanhf(GELU_SCALE * (v + 0.044715f * v * v * v));
+        out[i] = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * v * v);
+    }
+}
+
+static void cpu_gelu_backward(ecc_backend *be, float *dinp, const float *dout, const float *dgelu,
                               const int32_t *rowpos, int64_t R, int F)
 {
 #pragma omp parallel for
     for (int64_t r = 0; r < R; r++) {
-        const float *x = inp + (int64_t)rowpos[r] * F;
-        const float *dy = dout + r * F;
+        const float *d = dgelu + (int64_t)rowpos[r] * F, *dy = dout + r * F;
         float *dx = dinp + r * F;
-        for (int i = 0; i < F; i++) {
-            float v = x[i], u = GELU_SCALE * (v + 0.044715f * v * v * v), th = tanhf(u);
-            float d = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * v * v);
-            dx[i] = dy[i] * d;
-        }
+        for (int i = 0; i < F; i++)
+            dx[i] = dy[i] * d[i];
     }
 }
 
@@ -213,6 +218,7 @@ void ecc_cpu_register_explain(ecc_backend *be)
     be->gather_rows = cpu_gather_rows;
     be->target_grad = cpu_target_grad;
     be->layernorm_backward = cpu_layernorm_backward;
+    be->gelu_grad = cpu_gelu_grad;
     be->gelu_backward = cpu_gelu_backward;
     be->attention_backward = cpu_attention_backward;
     be->saliency = cpu_saliency;

@@ -236,6 +236,29 @@ int cli_size(const char *opt, const char *s, size_t *out)
     return 0;
 }
 
+const char *cli_quote_token(const char *tok)
+{
+    static _Thread_local char buf[4][96];
+    static _Thread_local int next;
+    char *o = buf[next++ & 3];
+    size_t k = 0;
+    o[k++] = '\'';
+    for (const char *p = tok; *p && k < sizeof buf[0] - 6; p++) {
+        if (*p == '\n') {
+            o[k++] = '\\';
+            o[k++] = 'n';
+        } else if (*p == '\t') {
+            o[k++] = '\\';
+            o[k++] = 't';
+        } else {
+            o[k++] = *p;
+        }
+    }
+    o[k++] = '\'';
+    o[k] = '\0';
+    return o;
+}
+
 int cli_device(const char *s, ecc_device *d)
 {
     if (!strcmp(s, "auto"))
@@ -263,6 +286,11 @@ static void usage(FILE *f)
             "commands:\n"
             "  generate   generate (or force) a continuation and explain it; writes run.json +\n"
             "             tensors.safetensors with --out\n"
+            "  batch      generate and explain thousands of prompts from a JSONL file, resumably\n"
+            "  nmf        factorise the activations of runs (NMF), as Ecco groups neurons\n"
+            "  report     write the interactive HTML views of a run (saliency, NMF, rankings, ...)\n"
+            "  submit     run a batch as a Slurm array job, one task per shard; resubmit failed shards\n"
+            "  status     the state of each shard of a submitted batch (Slurm and manifest)\n"
             "  info       build options, BLAS, CUDA devices, the default model\n"
             "\n"
             "  eccolo <command> --help   options of a command\n"
@@ -311,6 +339,16 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "generate"))
         return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "batch"))
+        return cmd_batch(argc - 1, argv + 1);
+    if (!strcmp(cmd, "nmf"))
+        return cmd_nmf(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report"))
+        return cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "submit"))
+        return cmd_submit(argc - 1, argv + 1);
+    if (!strcmp(cmd, "status"))
+        return cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "info"))
         return cmd_info(argc - 1, argv + 1);
     return cli_error("unknown command '%s' (see eccolo --help)", cmd);

@@ -42,9 +42,36 @@ int cli_target(const char *s, ecc_target *t);
 int cli_layers(const char *s, int *from, int *to);
 /* "512M", "8G", "1.5G", "4096" -> bytes (binary units) */
 int cli_size(const char *opt, const char *s, size_t *out);
+/* A token for the terminal: quoted, newlines and tabs escaped (a rotating
+ * static buffer: valid for the next three calls). */
+const char *cli_quote_token(const char *tok);
 /* ecc_device from "auto" | "cpu" | "cuda"; -1 on error (printed). */
 int cli_device(const char *s, ecc_device *d);
 
+/* The options generate and batch share (host/cli_options.c). */
+typedef struct cli_gen {
+    const char *model, *watch, *watch_ids;
+    int raw, quiet, greedy_flag, sampling_opt_seen;
+    int32_t *watch_buf;
+    ecc_options o;
+} cli_gen;
+extern const char *cli_gen_help;
+void cli_gen_init(cli_gen *g);
+/* 1 if argv[a->i] was one of the shared options (consumed), 0 if not, -1 on error (printed). */
+int cli_gen_option(cli_args *a, cli_gen *g);
+/* Consistency of the parsed options; an exit code (0 = fine). */
+int cli_gen_check(const cli_gen *g);
+/* After the model is open: --watch texts into ids. An exit code. */
+int cli_gen_resolve(cli_gen *g, ecc_model *m);
+/* Progress on stderr when it is a terminal (and not --quiet). */
+void cli_gen_progress(cli_gen *g);
+void cli_gen_free(cli_gen *g);
+
 int cmd_generate(int argc, char **argv);
+int cmd_batch(int argc, char **argv);
+int cmd_nmf(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_submit(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 #endif

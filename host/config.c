@@ -15,10 +15,13 @@ static ecc_status get_int(int *out, int *present, const cJSON *root, const char 
     *present = v && !cJSON_IsNull(v);
     if (!*present)
         return ECC_OK;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble)
+    if (!cJSON_IsNumber(v))
         return ecc_fail(ECC_ERR_FORMAT, "%s: \"%s\" must be an integer", path, key);
+    /* the range first: casting 1e28 to long is undefined (fuzz/regressions/config) */
     if (v->valuedouble < (double)lo || v->valuedouble > (double)hi)
-        return ecc_fail(ECC_ERR_FORMAT, "%s: \"%s\" is %.0f, outside [%ld, %ld]", path, key, v->valuedouble, lo, hi);
+        return ecc_fail(ECC_ERR_FORMAT, "%s: \"%s\" is %.6g, outside [%ld, %ld]", path, key, v->valuedouble, lo, hi);
+    if (v->valuedouble != (double)(long)v->valuedouble)
+        return ecc_fail(ECC_ERR_FORMAT, "%s: \"%s\" must be an integer", path, key);
     *out = (int)v->valuedouble;
     return ECC_OK;
 }
@@ -57,9 +60,12 @@ static ecc_status parse_gpt2(ecc_config *c, const cJSON *root, const char *path)
     const cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_epsilon");
     c->layer_norm_eps = 1e-5f;
     if (eps && !cJSON_IsNull(eps)) {
-        if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0 && eps->valuedouble < 1))
-            return ecc_fail(ECC_ERR_FORMAT, "%s: \"layer_norm_epsilon\" must be a number in (0, 1)", path);
-        c->layer_norm_eps = (float)eps->valuedouble;
+        /* checked as the float the model uses: 1e-56 would round to 0 (fuzz/regressions/config) */
+        float e = cJSON_IsNumber(eps) && eps->valuedouble > 0 && eps->valuedouble < 1 ? (float)eps->valuedouble : 0;
+        if (!(e > 0 && e < 1))
+            return ecc_fail(ECC_ERR_FORMAT, "%s: \"layer_norm_epsilon\" must be a number in (0, 1), and above 0 as a "
+                            "float (at least about 1.4e-45)", path);
+        c->layer_norm_eps = e;
     }
 
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "activation_function");

@@ -19,6 +19,10 @@ ecc_status ecc_explain_check(const ecc_config *c, const ecc_options *o);
 
 /* Compute every explanation the run's options ask for (nothing when none). */
 ecc_status ecc_explain(ecc_run *r, const ecc_dmodel *dm);
+/* The same for the runs of a batch (same options): they share the saved
+ * forward's buffers and the backward's target chunks, in groups that fit the
+ * memory budget. */
+ecc_status ecc_explain_batch(ecc_run **runs, int n, const ecc_dmodel *dm);
 
 /* Canonical method names, as in the output tensors: "grad_x_input",
  * "gradient", "integrated_gradients"; NULL for an unknown bit. */

@@ -58,6 +58,7 @@ typedef struct ecc_acts {
     float *lnf;             /* (T, C) after the final layer norm */
     float *lnf_mean, *lnf_rstd;
     float *logits;          /* (n_logits, V) */
+    float *lnf_rows;        /* (n_logits, C) rows gathered for the logits */
     int T_max, n_logits_max;
     /* buffers this table owns (freed by ecc_acts_free) */
     int n_owned;
@@ -68,6 +69,27 @@ typedef struct ecc_acts {
  * n_logits_max logits rows: every layer shares the same buffers. */
 ecc_status ecc_acts_scratch(ecc_acts *a, ecc_backend *be, const ecc_config *c, int T_max, int n_logits_max);
 void ecc_acts_free(ecc_acts *a, ecc_backend *be);
+
+/* One sequence's rows in a packed forward call: rows row .. row+n-1 of the
+ * input are its tokens at positions pos0 .. pos0+n-1; k, v its KV cache. */
+typedef struct ecc_seq {
+    int row, n, pos0;
+    float *k, *v; /* (L, n_ctx, C) */
+    int n_ctx;
+} ecc_seq;
+
+/* Forward R packed rows of n_seq sequences (several prompts, or one new
+ * token of each sequence in a decode step): layer norms, matrix products and
+ * the MLP run over all R rows at once, attention per sequence against its own
+ * cache. ids (R) and pos (R, or NULL: positions seqs[0].pos0 + r for a
+ * single sequence) are backend memory. Attention probabilities are written
+ * only for a single sequence. Leaves the final layer norm's output in
+ * a->lnf (R, C). */
+void ecc_forward_batch(const ecc_dmodel *dm, const ecc_acts *a, const ecc_seq *seqs, int n_seq, const int32_t *ids,
+                       const int32_t *pos, int R, float tok_scale);
+/* a->logits (n, V) from the rows rows[i] of a->lnf (backend memory), or from
+ * rows first .. first+n-1 when rows is NULL; n <= n_logits_max. */
+void ecc_logits(const ecc_dmodel *dm, const ecc_acts *a, const int32_t *rows, int first, int n);
 
 /* Forward T tokens ids (backend memory) at positions pos0 .. pos0+T-1,
  * extending the KV cache, and write the logits of the last n_logits rows

@@ -2,6 +2,7 @@
  * run the prompt through the model, then choose (or force) one token at a
  * time with the KV cache. Later phases (capture, batched backward, NMF) hang
  * off the same run. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,120 +150,362 @@ static ecc_status check_request(const ecc_config *c, const int32_t *prompt, int 
     return ECC_OK;
 }
 
-/* ---- generation ---------------------------------------------------------------- */
+/* ---- generation: several sequences packed into each forward ----------------------------- */
 
 typedef struct gen_state {
     ecc_backend *be;
     ecc_dmodel dm;
-    ecc_kv kv;
-    ecc_acts acts;
-    int32_t *d_ids; /* (T_cap) token ids in backend memory */
+    ecc_acts acts;   /* scratch for the packed prompts (the largest forward) */
+    ecc_kv *kv;      /* [n] one cache per sequence */
+    ecc_seq *seqs;   /* [n] */
+    int32_t *h_ids, *h_pos, *h_rows; /* host staging (R_max), (R_max), (n) */
+    int32_t *d_ids, *d_pos, *d_rows; /* the same in backend memory */
+    int n;
 } gen_state;
+
+static void gen_free_work(gen_state *g)
+{
+    if (!g->be)
+        return;
+    ecc_acts_free(&g->acts, g->be);
+    for (int i = 0; g->kv && i < g->n; i++)
+        ecc_kv_free(&g->kv[i], g->be);
+    free(g->kv), free(g->seqs), free(g->h_ids), free(g->h_pos), free(g->h_rows);
+    if (g->d_ids)
+        g->be->free(g->be, g->d_ids);
+    if (g->d_pos)
+        g->be->free(g->be, g->d_pos);
+    if (g->d_rows)
+        g->be->free(g->be, g->d_rows);
+    g->kv = NULL, g->seqs = NULL, g->h_ids = g->h_pos = g->h_rows = NULL, g->d_ids = g->d_pos = g->d_rows = NULL;
+}
 
 static void gen_free(gen_state *g)
 {
     if (!g->be)
         return;
-    ecc_acts_free(&g->acts, g->be);
-    ecc_kv_free(&g->kv, g->be);
-    if (g->d_ids)
-        g->be->free(g->be, g->d_ids);
+    gen_free_work(g);
     ecc_dmodel_free(&g->dm);
     g->be->destroy(g->be);
     g->be = NULL;
 }
 
-/* Prompt forward, then one token per step. Fills r->ids / r->logprobs. */
-static void generate_tokens(ecc_run *r, gen_state *g, const ecc_config *c, int n_new)
+/* Rows of a sequence's first forward: the prompt, or for a forced
+ * continuation (teacher forcing) the prompt and every forced token but the
+ * last, whose logits all come from this one pass. */
+static int prefill_rows(const ecc_run *r) { return r->opt.continuation_ids ? r->T_cap - 1 : r->n_input; }
+
+/* Logits rows computed at once for a forced continuation. */
+#define LOGIT_CHUNK 64
+
+static ecc_status gen_alloc(gen_state *g, ecc_run **runs, int n, const ecc_config *c)
+{
+    int R = 0;
+    for (int i = 0; i < n; i++)
+        R += prefill_rows(runs[i]);
+    R = ECC_MAX(R, n);
+    int n_logits = ECC_MAX(n, LOGIT_CHUNK);
+    g->n = n;
+    g->kv = ecc_calloc((size_t)n, sizeof *g->kv, "KV caches");
+    g->seqs = ecc_calloc((size_t)n, sizeof *g->seqs, "sequences");
+    g->h_ids = ecc_malloc(sizeof(int32_t) * (size_t)R, "token ids");
+    g->h_pos = ecc_malloc(sizeof(int32_t) * (size_t)R, "positions");
+    g->h_rows = ecc_malloc(sizeof(int32_t) * (size_t)n_logits, "rows");
+    if (!g->kv || !g->seqs || !g->h_ids || !g->h_pos || !g->h_rows)
+        return ECC_ERR_NOMEM;
+    ecc_backend *be = g->be;
+    if (!(g->d_ids = be->alloc(be, sizeof(int32_t) * (size_t)R, "token ids")) ||
+        !(g->d_pos = be->alloc(be, sizeof(int32_t) * (size_t)R, "positions")) ||
+        !(g->d_rows = be->alloc(be, sizeof(int32_t) * (size_t)n_logits, "rows")))
+        return ECC_ERR_NOMEM;
+    for (int i = 0; i < n; i++)
+        ECC_TRY(ecc_kv_init(&g->kv[i], be, c, runs[i]->T_cap));
+    return ecc_acts_scratch(&g->acts, be, c, R, n_logits);
+}
+
+/* The memory plan of generation, checked before anything is allocated on the
+ * backend: the weights (copied once to a GPU; the CPU backend uses the host
+ * copy), one KV cache per sequence (2 L T_cap C floats) and the forward's
+ * scratch as gen_alloc and ecc_acts_scratch size it. */
+static ecc_status gen_plan(ecc_backend *be, const ecc_model *m, ecc_run **runs, int n)
+{
+    const ecc_config *c = &m->cfg;
+    double L = c->n_layer, C = c->n_embd, F = c->n_inner, V = c->vocab_size, R = 0, kv = 0, T_max = 0;
+    for (int i = 0; i < n; i++) {
+        R += prefill_rows(runs[i]);
+        kv += 2 * L * runs[i]->T_cap * C * 4;
+        T_max = ECC_MAX(T_max, runs[i]->T_cap);
+    }
+    R = ECC_MAX(R, n);
+    double n_logits = ECC_MAX(n, LOGIT_CHUNK);
+    double weights = strcmp(be->name, "cpu") ? (double)m->n_params * 4 : 0;
+    double scratch = (R * (7 * C + 2 * F) + n_logits * (V + C) + 3 * R) * 4;
+    double need = weights + kv + scratch, avail = (double)be->available(be), mib = 1048576.0;
+    if (need > avail)
+        return ecc_fail(ECC_ERR_NOMEM, "generation needs %.0f MiB on the %s backend (weights %.0f MiB, KV cache %.0f "
+                        "MiB for %d sequence(s) of up to %.0f tokens, scratch %.0f MiB) but %.0f MiB is available: "
+                        "generate fewer tokens (--max-new-tokens), fewer sequences at once (--batch-size) or use a "
+                        "smaller model", ceil(need / mib), be->name, weights / mib, kv / mib, n, T_max, scratch / mib,
+                        avail / mib);
+    return ECC_OK;
+}
+
+/* One forward of the sequences in list[0..k): the prefill rows of each
+ * (prefill), or its last token. g->seqs[j].row is where sequence j starts. */
+static void gen_forward(gen_state *g, ecc_run **runs, const int *list, int k, int prefill)
 {
     ecc_backend *be = g->be;
-    const ecc_options *o = &r->opt;
-    ecc_pick_params pp = {.greedy = !o->sample, .temperature = o->temperature, .top_k = o->top_k,
-                          .top_p = o->top_p, .seed = o->seed};
+    int R = 0;
+    for (int j = 0; j < k; j++) {
+        ecc_run *r = runs[list[j]];
+        int first = prefill ? 0 : r->T - 1, n = prefill ? prefill_rows(r) : 1;
+        g->seqs[j] = (ecc_seq){.row = R, .n = n, .pos0 = first, .k = g->kv[list[j]].k, .v = g->kv[list[j]].v,
+                               .n_ctx = g->kv[list[j]].n_ctx};
+        for (int t = 0; t < n; t++) {
+            g->h_ids[R + t] = r->ids[first + t];
+            g->h_pos[R + t] = first + t;
+        }
+        R += n;
+    }
+    be->upload(be, g->d_ids, g->h_ids, sizeof(int32_t) * (size_t)R);
+    be->upload(be, g->d_pos, g->h_pos, sizeof(int32_t) * (size_t)R);
+    ecc_forward_batch(&g->dm, &g->acts, g->seqs, k, g->d_ids, g->d_pos, R, 1.0f);
+}
+
+/* a->logits (n, V) from the final hidden states at rows[0..n) */
+static void gen_logits(gen_state *g, const int32_t *rows, int n)
+{
+    memcpy(g->h_rows, rows, sizeof(int32_t) * (size_t)n);
+    g->be->upload(g->be, g->d_rows, g->h_rows, sizeof(int32_t) * (size_t)n);
+    ecc_logits(&g->dm, &g->acts, g->d_rows, 0, n);
+}
+
+/* Choose (or force) the next token of each sequence in list from its row of
+ * logits; drop finished sequences from the list. Returns the new length. */
+static int gen_pick(gen_state *g, ecc_run **runs, int *list, int k, const ecc_config *c)
+{
+    int kept = 0;
+    for (int j = 0; j < k; j++) {
+        ecc_run *r = runs[list[j]];
+        const ecc_options *o = &r->opt;
+        ecc_pick_params pp = {.greedy = !o->sample, .temperature = o->temperature, .top_k = o->top_k,
+                              .top_p = o->top_p, .seed = o->seed};
+        int step = r->T - r->n_input, pos = r->T;
+        g->be->pick(g->be, &r->ids[pos], &r->logprobs[step], g->acts.logits + (int64_t)j * c->vocab_size,
+                    c->vocab_size, -1, &pp, (uint64_t)step);
+        r->T = pos + 1;
+        int done = r->T == r->T_cap;
+        if (o->stop_at_eos && r->ids[pos] == c->eos_token_id)
+            r->stopped_at_eos = done = 1;
+        if (!done) /* the last token is never fed back */
+            list[kept++] = list[j];
+    }
+    return kept;
+}
+
+/* A forced continuation after the prefill: the log-probability of every
+ * forced token, from the logits of the rows before it, LOGIT_CHUNK at a time. */
+static void gen_forced(gen_state *g, ecc_run *r, int row0, const ecc_config *c)
+{
+    int32_t rows[LOGIT_CHUNK];
+    ecc_pick_params pp = {.greedy = 1};
+    int G = r->T_cap - r->n_input;
+    for (int s0 = 0; s0 < G; s0 += LOGIT_CHUNK) {
+        int n = ECC_MIN(LOGIT_CHUNK, G - s0);
+        for (int i = 0; i < n; i++) /* token n_input + s0 + i is predicted by the row before it */
+            rows[i] = row0 + r->n_input + s0 + i - 1;
+        gen_logits(g, rows, n);
+        for (int i = 0; i < n; i++) {
+            int step = s0 + i, pos = r->n_input + step;
+            g->be->pick(g->be, &r->ids[pos], &r->logprobs[step], g->acts.logits + (int64_t)i * c->vocab_size,
+                        c->vocab_size, r->opt.continuation_ids[step], &pp, (uint64_t)step);
+        }
+    }
+    r->T = r->T_cap;
+}
+
+/* The prompts (and forced continuations) in one packed forward, then one
+ * token per generating sequence per step. */
+static ecc_status generate_tokens(gen_state *g, ecc_run **runs, int n, const ecc_config *c)
+{
+    ecc_backend *be = g->be;
+    int *list = ecc_malloc(sizeof(int) * (size_t)n, "the batch");
+    int32_t *rows = ecc_malloc(sizeof(int32_t) * (size_t)n, "the batch");
+    if (!list || !rows) {
+        free(list), free(rows);
+        return ECC_ERR_NOMEM;
+    }
+    int k = 0, total = 0, done = 0;
+    for (int i = 0; i < n; i++) {
+        total += runs[i]->T_cap - runs[i]->n_input;
+        if (runs[i]->T_cap > runs[i]->n_input)
+            list[k++] = i;
+        if (runs[i]->opt.continuation_ids) /* known: they go through the prefill */
+            memcpy(runs[i]->ids + runs[i]->n_input, runs[i]->opt.continuation_ids,
+                   sizeof(int32_t) * (size_t)(runs[i]->T_cap - runs[i]->n_input));
+    }
+    const ecc_options *o = &runs[0]->opt;
     double t0 = ecc_now();
-    be->upload(be, g->d_ids, r->ids, sizeof(int32_t) * (size_t)r->n_input);
-    ecc_forward(&g->dm, &g->acts, &g->kv, g->d_ids, 0, r->n_input, 1);
+    if (k > 0)
+        gen_forward(g, runs, list, k, 1);
+    /* forced sequences are complete after the prefill; the others pick their first token */
+    int kg = 0;
+    for (int j = 0; j < k; j++) {
+        ecc_run *r = runs[list[j]];
+        if (r->opt.continuation_ids) {
+            gen_forced(g, r, g->seqs[j].row, c);
+            done += r->T_cap - r->n_input;
+        } else {
+            rows[kg] = g->seqs[j].row + r->n_input - 1;
+            list[kg++] = list[j];
+        }
+    }
+    k = kg;
+    if (k > 0)
+        gen_logits(g, rows, k);
     be->synchronize(be);
     double t1 = ecc_now();
-    ecc_run_time(r, "prefill", t1 - t0);
-    for (int step = 0; step < n_new; step++) {
-        int pos = r->n_input + step;
-        int32_t forced = o->continuation_ids ? o->continuation_ids[step] : -1;
-        be->pick(be, &r->ids[pos], &r->logprobs[step], g->acts.logits, c->vocab_size, forced, &pp, (uint64_t)step);
-        r->T = pos + 1;
+    while (k > 0) {
+        int before = k;
+        k = gen_pick(g, runs, list, k, c);
+        done += before;
         if (o->progress)
-            o->progress(o->progress_user, "generate", step + 1, n_new);
-        if (forced < 0 && o->stop_at_eos && r->ids[pos] == c->eos_token_id) {
-            r->stopped_at_eos = 1;
-            break;
-        }
-        if (step + 1 < n_new) { /* the last token is never fed back */
-            be->upload(be, g->d_ids + pos, &r->ids[pos], sizeof(int32_t));
-            ecc_forward(&g->dm, &g->acts, &g->kv, g->d_ids + pos, pos, 1, 1);
+            o->progress(o->progress_user, "generate", ECC_MIN(done, total), total);
+        if (k > 0) {
+            gen_forward(g, runs, list, k, 0);
+            for (int j = 0; j < k; j++)
+                rows[j] = g->seqs[j].row;
+            gen_logits(g, rows, k);
         }
     }
     be->synchronize(be);
-    ecc_run_time(r, "decode", ecc_now() - t1);
+    double t2 = ecc_now();
+    for (int i = 0; i < n; i++) { /* a batch's runs share its timings */
+        ecc_run_time(runs[i], "prefill", t1 - t0);
+        ecc_run_time(runs[i], "decode", t2 - t1);
+    }
+    free(list);
+    free(rows);
+    return ECC_OK;
 }
 
-ecc_status ecc_generate(ecc_run **out, ecc_model *m, const int32_t *prompt, int n_prompt, const ecc_options *o)
+/* A run for one request: ids and room for what it will generate. */
+static ecc_status run_new(ecc_run **out, const ecc_request *q, int n_new, const ecc_options *o)
 {
     *out = NULL;
-    const ecc_config *c = &m->cfg;
-    int n_new = 0;
-    ECC_TRY(check_request(c, prompt, n_prompt, o, &n_new));
-    ECC_TRY(ecc_explain_check(c, o));
-    double t_start = ecc_now();
-
     ecc_run *r = ecc_calloc(1, sizeof *r, "the run");
     if (!r)
         return ECC_ERR_NOMEM;
     r->opt = *o;
-    r->n_input = r->T = n_prompt;
-    r->T_cap = n_prompt + n_new;
+    r->opt.continuation_ids = NULL;
+    r->opt.n_continuation = 0;
+    r->opt.max_new_tokens = n_new;
+    r->n_input = r->T = q->n_prompt;
+    r->T_cap = q->n_prompt + n_new;
     r->ids = ecc_calloc((size_t)r->T_cap, sizeof(int32_t), "token ids");
     r->logprobs = ecc_calloc((size_t)(n_new ? n_new : 1), sizeof(float), "log-probabilities");
-    if (o->continuation_ids) {
+    if (q->continuation) {
         r->cont = ecc_calloc((size_t)(n_new ? n_new : 1), sizeof(int32_t), "the continuation");
         if (r->cont)
-            memcpy(r->cont, o->continuation_ids, sizeof(int32_t) * (size_t)n_new);
+            memcpy(r->cont, q->continuation, sizeof(int32_t) * (size_t)n_new);
         r->opt.continuation_ids = r->cont;
+        r->opt.n_continuation = n_new;
     }
-    if (!r->ids || !r->logprobs || (o->continuation_ids && !r->cont)) {
+    if (!r->ids || !r->logprobs || (q->continuation && !r->cont)) {
         ecc_run_free(r);
         return ECC_ERR_NOMEM;
     }
-    memcpy(r->ids, prompt, sizeof(int32_t) * (size_t)n_prompt);
-
-    gen_state g = {0};
-    const char *notice = NULL;
-    ecc_status s = ecc_backend_create(&g.be, o->device, o->threads, &notice);
-    if (s == ECC_OK && notice)
-        snprintf(r->notice, sizeof r->notice, "%s", notice);
-    if (s == ECC_OK)
-        s = ecc_dmodel_init(&g.dm, g.be, m);
-    if (s == ECC_OK)
-        s = ecc_kv_init(&g.kv, g.be, c, r->T_cap);
-    if (s == ECC_OK)
-        s = ecc_acts_scratch(&g.acts, g.be, c, n_prompt, 1);
-    if (s == ECC_OK && !(g.d_ids = g.be->alloc(g.be, sizeof(int32_t) * (size_t)r->T_cap, "token ids")))
-        s = ECC_ERR_NOMEM;
-    if (s == ECC_OK) {
-        snprintf(r->device, sizeof r->device, "%s", g.be->name);
-        r->threads = g.be->threads;
-        ecc_run_time(r, "setup", ecc_now() - t_start);
-        generate_tokens(r, &g, c, n_new);
-        /* the generation's cache and scratch make room for the explanation */
-        ecc_acts_free(&g.acts, g.be);
-        ecc_kv_free(&g.kv, g.be);
-        s = ecc_explain(r, &g.dm);
-    }
-    gen_free(&g);
-    if (s != ECC_OK) {
-        ecc_run_free(r);
-        return s;
-    }
-    ecc_run_time(r, "total", ecc_now() - t_start);
+    memcpy(r->ids, q->prompt, sizeof(int32_t) * (size_t)q->n_prompt);
     *out = r;
     return ECC_OK;
+}
+
+ecc_status ecc_generate_batch(ecc_run **runs, char **errors, ecc_model *m, const ecc_request *req, int n,
+                              const ecc_options *o)
+{
+    const ecc_config *c = &m->cfg;
+    for (int i = 0; i < n; i++) {
+        runs[i] = NULL;
+        if (errors)
+            errors[i] = NULL;
+    }
+    ECC_TRY(ecc_explain_check(c, o));
+    double t_start = ecc_now();
+    /* requests that are not valid are reported one by one; the others go on */
+    ecc_run **ok = ecc_calloc((size_t)(n ? n : 1), sizeof *ok, "the batch");
+    if (!ok)
+        return ECC_ERR_NOMEM;
+    int n_ok = 0;
+    ecc_status s = ECC_OK;
+    for (int i = 0; i < n && s == ECC_OK; i++) {
+        ecc_options oi = *o;
+        oi.continuation_ids = req[i].continuation;
+        oi.n_continuation = req[i].n_continuation;
+        if (req[i].max_new_tokens >= 0)
+            oi.max_new_tokens = req[i].max_new_tokens;
+        int n_new = 0;
+        ecc_status v = check_request(c, req[i].prompt, req[i].n_prompt, &oi, &n_new);
+        if (v != ECC_OK) {
+            if (!errors) { /* nowhere to put it: the request's error is the call's */
+                s = v;
+                break;
+            }
+            errors[i] = ecc_strdup(ecc_last_error());
+            continue;
+        }
+        if ((s = run_new(&runs[i], &req[i], n_new, &oi)) == ECC_OK)
+            ok[n_ok++] = runs[i];
+    }
+    gen_state g;
+    memset(&g, 0, sizeof g);
+    const char *notice = NULL;
+    if (s == ECC_OK && n_ok > 0)
+        s = ecc_backend_create(&g.be, o->device, o->threads, o->precision, &notice);
+    if (s == ECC_OK && n_ok > 0)
+        s = gen_plan(g.be, m, ok, n_ok);
+    if (s == ECC_OK && n_ok > 0) {
+        s = ecc_dmodel_init(&g.dm, g.be, m);
+        if (s == ECC_OK)
+            s = gen_alloc(&g, ok, n_ok, c);
+        double t_setup = ecc_now() - t_start;
+        for (int i = 0; i < n_ok; i++) {
+            snprintf(ok[i]->device, sizeof ok[i]->device, "%s", g.be->name);
+            snprintf(ok[i]->notice, sizeof ok[i]->notice, "%s", notice ? notice : "");
+            ok[i]->threads = g.be->threads;
+            ecc_run_time(ok[i], "setup", t_setup);
+        }
+        if (s == ECC_OK) {
+            ecc_nvtx_push("generate");
+            s = generate_tokens(&g, ok, n_ok, c);
+            ecc_nvtx_pop();
+        }
+        if (s == ECC_OK)
+            s = g.be->status(g.be); /* a failure inside the backend's ops (e.g. a CUDA error) */
+        gen_free_work(&g); /* the caches and scratch make room for the explanation */
+        if (s == ECC_OK)
+            s = ecc_explain_batch(ok, n_ok, &g.dm);
+        if (s == ECC_OK)
+            s = g.be->status(g.be);
+    }
+    gen_free(&g);
+    free(ok);
+    if (s != ECC_OK) {
+        for (int i = 0; i < n; i++) {
+            ecc_run_free(runs[i]);
+            runs[i] = NULL;
+        }
+        return s;
+    }
+    double total = ecc_now() - t_start;
+    for (int i = 0; i < n; i++)
+        if (runs[i])
+            ecc_run_time(runs[i], "total", total);
+    return ECC_OK;
+}
+
+ecc_status ecc_generate(ecc_run **out, ecc_model *m, const int32_t *prompt, int n_prompt, const ecc_options *o)
+{
+    ecc_request q = {.prompt = prompt, .n_prompt = n_prompt, .continuation = o->continuation_ids,
+                     .n_continuation = o->n_continuation, .max_new_tokens = -1};
+    return ecc_generate_batch(out, NULL, m, &q, 1, o);
 }

@@ -233,8 +233,14 @@ ecc_status ecc_model_load_dir(ecc_model **out, const char *dir, const char *id)
     if (s == ECC_OK) {
         size_t sizes[ECC_N_PARAMS];
         m->n_params = ecc_param_sizes(sizes, &m->cfg);
-        m->params = ecc_malloc(m->n_params * sizeof(float), "the model weights");
-        if (!m->params)
+        /* the plan before the allocation: config.json's sizes come from the file */
+        size_t avail = ecc_mem_available();
+        if (m->n_params > avail / sizeof(float))
+            s = ecc_fail(ECC_ERR_NOMEM, "%s: the weights need %.0f MiB as fp32 (config.json: %d layers, n_embd %d, "
+                         "vocab_size %d) but only %.0f MiB of memory is available", dir,
+                         (double)m->n_params * sizeof(float) / 1048576.0, m->cfg.n_layer, m->cfg.n_embd,
+                         m->cfg.vocab_size, (double)avail / 1048576.0);
+        else if (!(m->params = ecc_malloc(m->n_params * sizeof(float), "the model weights")))
             s = ECC_ERR_NOMEM;
     }
     if (s == ECC_OK) {

@@ -1,9 +1,14 @@
 /* Writing a run: DIR/tensors.safetensors, then DIR/run.json (the index a
  * reader opens first), each written to a temporary name and renamed. */
+#define _GNU_SOURCE /* kill, nanosleep, dirent */
 #include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "explain.h"
 #include "model.h"
@@ -133,9 +138,59 @@ static void tensor_index(cJSON *root, const ecc_st_writer *w)
     }
 }
 
+/* NAME.tmp.<pid> files of processes that no longer exist (killed while
+ * writing: ecc_atomic_open's temporaries) are removed, so that a run
+ * directory does not collect them. */
+static void remove_stale_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".tmp."), *p = t ? t + 5 : NULL;
+        char *end;
+        long pid = p && *p ? strtol(p, &end, 10) : 0;
+        if (pid <= 0 || *end || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue;
+        char *path = ecc_path_join(dir, e->d_name);
+        if (path)
+            remove(path);
+        free(path);
+    }
+    if (d)
+        closedir(d);
+}
+
+/* What run.json records of its tensors.safetensors: the file's size and the
+ * FNV-1a 64 of its header, read back from the file written. */
+static ecc_status tensors_file_json(cJSON *root, const char *tpath)
+{
+    ecc_st_file *f;
+    ECC_TRY(ecc_st_open(&f, tpath));
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)ecc_st_header_hash(f));
+    cJSON *tf = cJSON_AddObjectToObject(root, "tensors_file");
+    cJSON_AddNumberToObject(tf, "bytes", (double)f->map_len);
+    cJSON_AddStringToObject(tf, "header_fnv1a64", hex);
+    ecc_st_close(f);
+    return ECC_OK;
+}
+
+/* ECCOLO_TEST_SLOW_WRITE=MS (tests only: tests/test_atomic.c): sleep MS
+ * milliseconds between the two renames, so that a test can kill a run there. */
+static void test_slow_write(void)
+{
+    const char *v = getenv("ECCOLO_TEST_SLOW_WRITE");
+    long ms = v ? strtol(v, NULL, 10) : 0;
+    if (ms > 0 && ms <= 60000) {
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *prompt_text, const char *dir)
 {
     ECC_TRY(ecc_mkdirs(dir));
+    remove_stale_tmp(dir);
     ecc_st_writer w;
     ecc_st_writer_init(&w);
     char *tpath = ecc_path_join(dir, "tensors.safetensors"), *jpath = ecc_path_join(dir, "run.json");
@@ -145,8 +200,14 @@ ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *promp
         s = collect_tensors(&w, r);
     if (s == ECC_OK)
         s = ecc_st_writer_write(&w, tpath);
+    /* tensors first, then run.json naming them: a reader of the pair checks
+     * that they belong together (run_reader.c) */
     if (s == ECC_OK) {
         cJSON_AddStringToObject(root, "eccolo_version", ECCOLO_VERSION);
+        s = tensors_file_json(root, tpath);
+        test_slow_write();
+    }
+    if (s == ECC_OK) {
         cJSON *model = cJSON_AddObjectToObject(root, "model");
         cJSON_AddStringToObject(model, "id", m->id);
         cJSON_AddStringToObject(model, "dir", m->dir);
@@ -165,6 +226,8 @@ ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *promp
         cJSON_AddItemToObject(root, "parameters", params_json(r));
         cJSON_AddItemToObject(root, "explain", explain_json(r, m));
         cJSON_AddStringToObject(root, "device", r->device);
+        static const char *prec[] = {"fp32", "tf32", "bf16"};
+        cJSON_AddStringToObject(root, "precision", prec[r->opt.precision]);
         cJSON_AddNumberToObject(root, "threads", r->threads);
         cJSON *tm = cJSON_AddObjectToObject(root, "timings");
         for (int i = 0; i < r->n_timings; i++)

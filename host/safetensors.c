@@ -200,7 +200,7 @@ static ecc_status parse_header(ecc_st_file *f, const char *json, size_t len, uin
         cJSON_Delete(root);
         return ECC_ERR_NOMEM;
     }
-    const uint8_t *data = (const uint8_t *)f->map + 8 + len;
+    const uint8_t *data = (const uint8_t *)json + len;
     const cJSON *e;
     cJSON_ArrayForEach(e, root)
     {
@@ -261,16 +261,59 @@ static ecc_status parse_header(ecc_st_file *f, const char *json, size_t len, uin
     return s;
 }
 
+/* Validate the image f->map[0..map_len): the length prefix, then the header. */
+static ecc_status validate(ecc_st_file *f)
+{
+    const char *path = f->path;
+    if (f->map_len < 8)
+        return ecc_fail(ECC_ERR_FORMAT, "%s: %zu bytes is too short for a safetensors file (truncated?)", path,
+                        f->map_len);
+    const uint8_t *p = f->map;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | p[i];
+    if (hlen > ECC_ST_MAX_HEADER)
+        return ecc_fail(ECC_ERR_FORMAT, "%s: header of %llu bytes is larger than the %u bytes allowed", path,
+                        (unsigned long long)hlen, ECC_ST_MAX_HEADER);
+    if (hlen > f->map_len - 8)
+        return ecc_fail(ECC_ERR_FORMAT, "%s: header of %llu bytes runs past the end of the %zu-byte file "
+                        "(truncated or not a safetensors file)", path, (unsigned long long)hlen, f->map_len);
+    return parse_header(f, (const char *)p + 8, (size_t)hlen, f->map_len - 8 - hlen);
+}
+
+static ecc_st_file *new_file(const char *path)
+{
+    ecc_st_file *f = ecc_calloc(1, sizeof *f, "a safetensors file");
+    if (f && !(f->path = ecc_strdup(path))) {
+        free(f);
+        f = NULL;
+    }
+    return f;
+}
+
+ecc_status ecc_st_parse(ecc_st_file **out, const char *name, const uint8_t *data, size_t len)
+{
+    *out = NULL;
+    ecc_st_file *f = new_file(name);
+    if (!f)
+        return ECC_ERR_NOMEM;
+    f->map = (void *)(uintptr_t)data; /* borrowed: not unmapped by ecc_st_close */
+    f->map_len = len;
+    ecc_status s = validate(f);
+    if (s != ECC_OK) {
+        ecc_st_close(f);
+        return s;
+    }
+    *out = f;
+    return ECC_OK;
+}
+
 ecc_status ecc_st_open(ecc_st_file **out, const char *path)
 {
     *out = NULL;
-    ecc_st_file *f = ecc_calloc(1, sizeof *f, "a safetensors file");
+    ecc_st_file *f = new_file(path);
     if (!f)
         return ECC_ERR_NOMEM;
-    if (!(f->path = ecc_strdup(path))) {
-        free(f);
-        return ECC_ERR_NOMEM;
-    }
     ecc_status s = ECC_OK;
     int fd = open(path, O_RDONLY);
     struct stat st;
@@ -287,24 +330,14 @@ ecc_status ecc_st_open(ecc_st_file **out, const char *path)
         if (f->map == MAP_FAILED) {
             f->map = NULL;
             s = ecc_fail(ECC_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+        } else {
+            f->mapped = 1;
         }
     }
     if (fd >= 0)
         close(fd);
-    if (s == ECC_OK) {
-        const uint8_t *p = f->map;
-        uint64_t hlen = 0;
-        for (int i = 7; i >= 0; i--)
-            hlen = (hlen << 8) | p[i];
-        if (hlen > ECC_ST_MAX_HEADER)
-            s = ecc_fail(ECC_ERR_FORMAT, "%s: header of %llu bytes is larger than the %u bytes allowed", path,
-                         (unsigned long long)hlen, ECC_ST_MAX_HEADER);
-        else if (hlen > f->map_len - 8)
-            s = ecc_fail(ECC_ERR_FORMAT, "%s: header of %llu bytes runs past the end of the %zu-byte file "
-                         "(truncated or not a safetensors file)", path, (unsigned long long)hlen, f->map_len);
-        else
-            s = parse_header(f, (const char *)p + 8, (size_t)hlen, f->map_len - 8 - hlen);
-    }
+    if (s == ECC_OK)
+        s = validate(f);
     if (s != ECC_OK) {
         ecc_st_close(f);
         return s;
@@ -317,7 +350,7 @@ void ecc_st_close(ecc_st_file *f)
 {
     if (!f)
         return;
-    if (f->map)
+    if (f->map && f->mapped)
         munmap(f->map, f->map_len);
     for (int i = 0; i < f->n; i++)
         free(f->tensors[i].name);
@@ -330,6 +363,17 @@ void ecc_st_close(ecc_st_file *f)
     free(f->tensors);
     free(f->path);
     free(f);
+}
+
+uint64_t ecc_st_header_hash(const ecc_st_file *f)
+{
+    const uint8_t *p = f->map;
+    uint64_t hlen = 0, h = 0xcbf29ce484222325ull;
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | p[i];
+    for (uint64_t i = 0; i < hlen; i++) /* validated: 8 + hlen <= map_len */
+        h = (h ^ p[8 + i]) * 0x100000001b3ull;
+    return h;
 }
 
 const ecc_st_tensor *ecc_st_find(const ecc_st_file *f, const char *name)

@@ -39,6 +39,7 @@ typedef struct ecc_st_file {
     char *path;
     void *map;
     size_t map_len;
+    int mapped; /* 1: map is an mmap of the file (ecc_st_open); 0: borrowed (ecc_st_parse) */
     int n;
     ecc_st_tensor *tensors;
     int n_meta;
@@ -49,7 +50,15 @@ typedef struct ecc_st_file {
  * JSON, known dtypes, shapes whose byte size matches the offsets without
  * overflow, offsets inside the data and neither overlapping nor leaving holes. */
 ecc_status ecc_st_open(ecc_st_file **out, const char *path);
+/* The same checks on an image already in memory (data[0..len), borrowed: it
+ * must outlive *out; name is used in messages). ecc_st_open maps the file and
+ * validates it with this code; the fuzz target calls it on its input. */
+ecc_status ecc_st_parse(ecc_st_file **out, const char *name, const uint8_t *data, size_t len);
 void ecc_st_close(ecc_st_file *f);
+/* FNV-1a 64 of the header's JSON bytes (which hold every name, shape and
+ * offset): with the file's size, what run.json records to pair itself with
+ * its tensors.safetensors. */
+uint64_t ecc_st_header_hash(const ecc_st_file *f);
 const ecc_st_tensor *ecc_st_find(const ecc_st_file *f, const char *name);
 const char *ecc_st_meta(const ecc_st_file *f, const char *key);
 

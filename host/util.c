@@ -161,6 +161,14 @@ int ecc_file_exists(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+int ecc_file_exists_in(const char *dir, const char *name)
+{
+    char *p = ecc_path_join(dir, name);
+    int yes = p && ecc_file_exists(p);
+    free(p);
+    return yes;
+}
+
 int ecc_dir_exists(const char *path)
 {
     struct stat st;
@@ -204,6 +212,19 @@ char *ecc_path_join(const char *a, const char *b)
         p[o++] = '/';
     memcpy(p + o, b, lb + 1);
     return p;
+}
+
+size_t ecc_mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb && kb < SIZE_MAX / 1024 ? (size_t)kb * 1024 : SIZE_MAX;
 }
 
 double ecc_now(void)

@@ -47,10 +47,16 @@ ecc_status ecc_atomic_open(ecc_atomic_file *af, const char *path);
 ecc_status ecc_atomic_commit(ecc_atomic_file *af, int ok);
 int ecc_file_exists(const char *path);
 int ecc_dir_exists(const char *path);
+/* Is DIR/NAME a regular file? */
+int ecc_file_exists_in(const char *dir, const char *name);
 /* mkdir -p */
 ecc_status ecc_mkdirs(const char *path);
 /* Join two path parts into a malloc'd string. */
 char *ecc_path_join(const char *a, const char *b);
+
+/* The host's available memory (MemAvailable of /proc/meminfo), or SIZE_MAX
+ * when it cannot be read; for checking a memory plan before allocating. */
+size_t ecc_mem_available(void);
 
 /* Monotonic wall clock in seconds. */
 double ecc_now(void);

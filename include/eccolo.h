@@ -80,6 +80,10 @@ ecc_status ecc_detokenize(const ecc_model *m, const int32_t *ids, int n, char **
 /* ---- generation and explanation --------------------------------------- */
 
 typedef enum ecc_device { ECC_DEVICE_AUTO = 0, ECC_DEVICE_CPU = 1, ECC_DEVICE_CUDA = 2 } ecc_device;
+/* Matrix-product precision on the GPU: fp32 (default, agrees with the CPU),
+ * or tensor-core tf32 / bf16 inputs with fp32 accumulation. The CPU always
+ * computes in fp32. */
+typedef enum ecc_precision { ECC_PRECISION_FP32 = 0, ECC_PRECISION_TF32 = 1, ECC_PRECISION_BF16 = 2 } ecc_precision;
 
 /* Attribution methods (bits) and the scalar they explain (see docs and
  * Ecco): for the token x_t at position t, from the logits at t - 1,
@@ -106,6 +110,7 @@ typedef struct ecc_options {
     const int32_t *continuation_ids; /* forced continuation (teacher forcing), or NULL */
     int n_continuation;
     ecc_device device;        /* default AUTO */
+    ecc_precision precision;  /* default FP32 */
 
     /* explanations, computed after generation over the final sequence */
     unsigned attribution;     /* ECC_ATTR_* bits; 0 = none */
@@ -137,6 +142,22 @@ typedef struct ecc_run ecc_run;
 ecc_status ecc_generate(ecc_run **out, ecc_model *m, const int32_t *prompt_ids, int n_prompt,
                         const ecc_options *o);
 void ecc_run_free(ecc_run *r);
+
+/* Several prompts at once: they share every matrix product of generation
+ * (packed rows) and the target chunks of the backward pass, and give the same
+ * results as one call each. A request is a prompt with its own forced
+ * continuation (or NULL) and max_new_tokens (< 0: the options'). runs[i] is
+ * NULL when request i is not valid; errors (if not NULL) then gets its
+ * message (malloc'd). The return value is for failures of the whole batch. */
+typedef struct ecc_request {
+    const int32_t *prompt;
+    int n_prompt;
+    const int32_t *continuation;
+    int n_continuation;
+    int max_new_tokens;
+} ecc_request;
+ecc_status ecc_generate_batch(ecc_run **runs, char **errors, ecc_model *m, const ecc_request *req, int n,
+                              const ecc_options *o);
 
 int ecc_run_n_tokens(const ecc_run *r);           /* T */
 int ecc_run_n_input(const ecc_run *r);            /* tokens of the prompt */

@@ -4,6 +4,7 @@
 #   tools/fixtures_models.py     tiny-gpt2/, tiny-gpt2-f16/, tiny-gpt2-sharded/, tiny-gpt2-deep/
 #   tools/fixtures_ecco.py       explain_reference.{safetensors,json} in tiny-gpt2/,
 #                                tiny-gpt2-f16/ and tiny-gpt2-deep/ (real Ecco 0.1.2)
+#   tools/fixtures_nmf.py        nmf_reference.safetensors (scikit-learn) in the same dirs
 # Needs python3 with venv (Debian 12: apt-get install python3-venv) and PyPI.
 # Environment:
 #   ECCOLO_TOOLS_VENV  virtual environment to use/create (default: $REPO/.venv-tools)
@@ -41,6 +42,8 @@ echo "== tools/fixtures_models.py"
 "$PY" tools/fixtures_models.py
 echo "== tools/fixtures_ecco.py"
 MPLBACKEND=Agg "$PY" tools/fixtures_ecco.py
+echo "== tools/fixtures_nmf.py"
+"$PY" tools/fixtures_nmf.py
 
 echo "== wrote tests/fixtures:"
 find tests/fixtures -type f -print0 | sort -z | xargs -0 ls -l | awk '{printf "%10d  %s\n", $5, $9}'
