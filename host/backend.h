@@ -119,6 +119,8 @@ struct ecc_backend {
 
     /* out (n, C) = src[rows[k]] for k < n */
     void (*gather_rows)(ecc_backend *be, float *out, const float *src, const int32_t *rows, int n, int C);
+    /* out[rows[k]] = src (n, C)[k] for k < n; rows distinct; other rows of out untouched */
+    void (*scatter_rows)(ecc_backend *be, float *out, const float *src, const int32_t *rows, int n, int C);
 
     /* In place on logits (J, V), row j -> d s_j / d logits for the token
      * tokens[j], times scale[j] (NULL = 1):

@@ -21,6 +21,13 @@ static void cpu_gather_rows(ecc_backend *be, float *out, const float *src, const
         memcpy(out + (int64_t)k * C, src + (int64_t)rows[k] * C, sizeof(float) * (size_t)C);
 }
 
+static void cpu_scatter_rows(ecc_backend *be, float *out, const float *src, const int32_t *rows, int n, int C)
+{
+#pragma omp parallel for
+    for (int k = 0; k < n; k++)
+        memcpy(out + (int64_t)rows[k] * C, src + (int64_t)k * C, sizeof(float) * (size_t)C);
+}
+
 static void cpu_target_grad(ecc_backend *be, float *logits, const int32_t *tokens, const float *scale, int kind,
                             int J, int V)
 {
@@ -216,6 +223,7 @@ static void cpu_lens_stats(ecc_backend *be, int32_t *ranks, int32_t *top_ids, fl
 void ecc_cpu_register_explain(ecc_backend *be)
 {
     be->gather_rows = cpu_gather_rows;
+    be->scatter_rows = cpu_scatter_rows;
     be->target_grad = cpu_target_grad;
     be->layernorm_backward = cpu_layernorm_backward;
     be->gelu_grad = cpu_gelu_grad;

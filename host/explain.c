@@ -239,6 +239,38 @@ static ecc_status lens(ecc_run *r, const ecc_dmodel *dm, const saves *s, int a, 
     return ECC_OK;
 }
 
+/* A forced run's log-probabilities from the saved forward (generation
+ * skipped its prefill: the explanation's forward covers the same tokens). */
+static ecc_status forced_logprobs(ecc_run *r, const ecc_dmodel *dm, const saves *s, int a)
+{
+    enum { CHUNK = 64 };
+    const ecc_config *c = dm->cfg;
+    ecc_backend *be = dm->be;
+    const int C = c->n_embd, V = c->vocab_size, G = r->T - r->n_input;
+    bufset m = {.be = be};
+    int32_t *d_rows = balloc(&m, CHUNK * sizeof(int32_t), "rows"), rows[CHUNK], tok;
+    float *h = balloc(&m, (size_t)CHUNK * C * 4, "hidden states"), *logits = balloc(&m, (size_t)CHUNK * V * 4, "logits");
+    ecc_pick_params pp = {.greedy = 1};
+    if (!d_rows || !h || !logits) {
+        bfree(&m);
+        return ECC_ERR_NOMEM;
+    }
+    for (int s0 = 0; s0 < G; s0 += CHUNK) {
+        int n = ECC_MIN(CHUNK, G - s0);
+        for (int i = 0; i < n; i++) /* token n_input + s0 + i is predicted by the row before it */
+            rows[i] = a * s->T + r->n_input + s0 + i - 1;
+        be->upload(be, d_rows, rows, sizeof(int32_t) * (size_t)n);
+        be->gather_rows(be, h, s->lnf, d_rows, n, C);
+        be->matmul_wt(be, logits, h, ecc_weights_lm_head(&dm->w, c), n, C, V);
+        for (int i = 0; i < n; i++)
+            be->pick(be, &tok, &r->logprobs[s0 + i], logits + (int64_t)i * V, V, r->ids[r->n_input + s0 + i], &pp,
+                     (uint64_t)(s0 + i));
+    }
+    bfree(&m);
+    r->logprobs_pending = 0;
+    return ECC_OK;
+}
+
 /* ---- input saliency ---------------------------------------------------------------------- */
 
 /* grad_x_input and gradient share one backward pass per chunk of targets;
@@ -368,7 +400,7 @@ static ecc_status saliency_ig(ecc_run *r, const ecc_dmodel *dm, const int32_t *d
 
 /* ---- the whole explanation phase --------------------------------------------------------- */
 
-static int wants_anything(const ecc_options *o)
+int ecc_explain_wanted(const ecc_options *o)
 {
     return o->attribution || o->activations || o->hidden_states || o->attention || o->rankings;
 }
@@ -442,6 +474,8 @@ static ecc_status explain_group(ecc_run **runs, int A, const ecc_dmodel *dm, siz
     for (int a = 0; a < A && st == ECC_OK; a++) {
         ecc_run_time(runs[a], "explain_forward", t1 - t0);
         st = capture(runs[a], dm, &s, a);
+        if (st == ECC_OK && runs[a]->logprobs_pending)
+            st = forced_logprobs(runs[a], dm, &s, a);
     }
     ecc_nvtx_pop();
     for (int a = 0; a < A && st == ECC_OK && o->rankings; a++) {
@@ -479,7 +513,7 @@ static ecc_status explain_group(ecc_run **runs, int A, const ecc_dmodel *dm, siz
 
 ecc_status ecc_explain_batch(ecc_run **runs, int n, const ecc_dmodel *dm)
 {
-    if (n == 0 || !wants_anything(&runs[0]->opt))
+    if (n == 0 || !ecc_explain_wanted(&runs[0]->opt))
         return ECC_OK;
     const ecc_options *o = &runs[0]->opt;
     const ecc_config *c = dm->cfg;

@@ -14,6 +14,9 @@
 
 #define ECC_DEFAULT_MEM_BUDGET ((size_t)4 << 30)
 
+/* Does o ask for any explanation (and so for the saved forward pass)? */
+int ecc_explain_wanted(const ecc_options *o);
+
 /* Check the explanation options against the model before anything runs. */
 ecc_status ecc_explain_check(const ecc_config *c, const ecc_options *o);
 

@@ -146,7 +146,7 @@ size_t bwd_row_bytes(const ecc_config *c)
 
 size_t bwd_target_bytes(const ecc_config *c)
 {
-    return ((size_t)c->n_embd + (size_t)c->vocab_size) * sizeof(float) + 6 * sizeof(int32_t) + sizeof(int64_t) +
+    return (3 * (size_t)c->n_embd + (size_t)c->vocab_size) * sizeof(float) + 6 * sizeof(int32_t) + sizeof(int64_t) +
            sizeof(float);
 }
 
@@ -174,6 +174,7 @@ ecc_status bwd_alloc(bwd *b, ecc_backend *be, const ecc_config *c, int J, int64_
     int ok = (b->dres = balloc(m, r * C * 4, "input gradients")) &&
              (b->dbig = balloc(m, r * ECC_MAX(3 * C, F) * 4, "input gradients")) &&
              (b->dsmall = balloc(m, r * C * 4, "input gradients")) && (b->h = balloc(m, j * C * 4, "targets")) &&
+             (b->top = balloc(m, j * C * 4, "targets")) && (b->top2 = balloc(m, j * C * 4, "targets")) &&
              (b->logits = balloc(m, j * V * 4, "target logits")) && (b->tg_seq = balloc(m, j * 4, "targets")) &&
              (b->tg_n = balloc(m, j * 4, "targets")) && (b->tokens = balloc(m, j * 4, "targets")) &&
              (b->lnf_rows = balloc(m, j * 4, "targets")) && (b->lnf_out = balloc(m, j * 4, "targets")) &&
@@ -235,22 +236,43 @@ void bwd_run(bwd *b, const ecc_dmodel *dm, const saves *s, int J, int64_t R, ecc
     be->matmul_wt(be, b->logits, b->h, lm_head, J, C, V);
     be->target_grad(be, b->logits, b->tokens, b->scale, (int)kind, J, V);
     be->matmul(be, b->h, b->logits, lm_head, NULL, J, V, C); /* (J, V) @ (V, C) */
+
+    /* The last block, row-sparse: above its attention, the only row with a
+     * gradient is each target's position t - 1, so the MLP, ln_2 and c_proj
+     * run on J rows (b->top, b->top2: (J, C)), and only then are the rows
+     * placed into the packed layout for the attention, which spreads the
+     * gradient to every position before t. */
+    const int lt = L - 1;
+    const size_t Lt = (size_t)lt;
+    be->zero(be, b->top, (size_t)J * lc * sizeof(float));
+    be->layernorm_backward(be, b->top, b->h, s->res + (int64_t)L * N * C, s->meanf, s->rstdf, p[ECC_P_LNFW],
+                           b->lnf_rows, NULL, J, C);
+    be->matmul_wt(be, b->dbig, b->top, p[ECC_P_FCPROJW] + Lt * lcf, J, C, F);
+    be->gelu_backward(be, b->dbig, b->dbig, s->dgelu + Lt * N * F, b->lnf_rows, J, F);
+    be->matmul_wt(be, b->top2, b->dbig, p[ECC_P_FCW] + Lt * lcf, J, F, C);
+    be->layernorm_backward(be, b->top, b->top2, s->res_mid + Lt * N * C, s->mean2 + Lt * N, s->rstd2 + Lt * N,
+                           p[ECC_P_LN2W] + Lt * lc, b->lnf_rows, NULL, J, C);
+    be->matmul_wt(be, b->top2, b->top, p[ECC_P_ATTPROJW] + Lt * lc * lc, J, C, C);
     be->zero(be, b->dres, (size_t)R * lc * sizeof(float));
-    be->layernorm_backward(be, b->dres, b->h, s->res + (int64_t)L * N * C, s->meanf, s->rstdf, p[ECC_P_LNFW],
-                           b->lnf_rows, b->lnf_out, J, C);
-    for (int l = L - 1; l >= 0; l--) {
+    be->zero(be, b->dsmall, (size_t)R * lc * sizeof(float));
+    be->scatter_rows(be, b->dres, b->top, b->lnf_out, J, C);   /* d res_mid of the last block */
+    be->scatter_rows(be, b->dsmall, b->top2, b->lnf_out, J, C); /* d of its attention output */
+
+    for (int l = lt; l >= 0; l--) {
         const size_t Ls = (size_t)l;
         float scale = 1.0f / sqrtf((float)(C / NH));
         if (c->scale_attn_by_inverse_layer_idx)
             scale /= (float)(l + 1);
-        /* MLP: res_out = res_mid + c_proj(gelu(c_fc(ln_2(res_mid)))) */
-        be->matmul_wt(be, b->dbig, b->dres, p[ECC_P_FCPROJW] + Ls * lcf, (int)R, C, F);
-        be->gelu_backward(be, b->dbig, b->dbig, s->dgelu + Ls * N * F, b->rowpos, R, F);
-        be->matmul_wt(be, b->dsmall, b->dbig, p[ECC_P_FCW] + Ls * lcf, (int)R, F, C);
-        be->layernorm_backward(be, b->dres, b->dsmall, s->res_mid + Ls * N * C, s->mean2 + Ls * N, s->rstd2 + Ls * N,
-                               p[ECC_P_LN2W] + Ls * lc, b->rowpos, NULL, (int)R, C);
-        /* attention: res_mid = res + c_proj(attention(c_attn(ln_1(res)))) */
-        be->matmul_wt(be, b->dsmall, b->dres, p[ECC_P_ATTPROJW] + Ls * lc * lc, (int)R, C, C);
+        if (l < lt) {
+            /* MLP: res_out = res_mid + c_proj(gelu(c_fc(ln_2(res_mid)))) */
+            be->matmul_wt(be, b->dbig, b->dres, p[ECC_P_FCPROJW] + Ls * lcf, (int)R, C, F);
+            be->gelu_backward(be, b->dbig, b->dbig, s->dgelu + Ls * N * F, b->rowpos, R, F);
+            be->matmul_wt(be, b->dsmall, b->dbig, p[ECC_P_FCW] + Ls * lcf, (int)R, F, C);
+            be->layernorm_backward(be, b->dres, b->dsmall, s->res_mid + Ls * N * C, s->mean2 + Ls * N,
+                                   s->rstd2 + Ls * N, p[ECC_P_LN2W] + Ls * lc, b->rowpos, NULL, (int)R, C);
+            /* attention: res_mid = res + c_proj(attention(c_attn(ln_1(res)))) */
+            be->matmul_wt(be, b->dsmall, b->dres, p[ECC_P_ATTPROJW] + Ls * lc * lc, (int)R, C, C);
+        }
         be->attention_backward(be, b->dbig, b->dsmall, s->qkv + Ls * N * 3 * C, s->att + Ls * s->A * NH * s->T * s->T,
                                b->tg_seq, b->tg_n, b->tg_off, J, s->T, C, NH, scale);
         be->matmul_wt(be, b->dsmall, b->dbig, p[ECC_P_QKVW] + Ls * lc * 3 * lc, (int)R, 3 * C, C);

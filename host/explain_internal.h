@@ -58,6 +58,7 @@ typedef struct bwd {
     int64_t R;
     float *dres, *dbig, *dsmall; /* (R, C), (R, max(3C, F)), (R, C) */
     float *h, *logits;           /* (J, C), (J, V) */
+    float *top, *top2;           /* (J, C) the last block's rows */
     int32_t *tg_seq, *tg_n, *tokens, *lnf_rows, *lnf_out, *rowpos;
     int64_t *tg_off;
     float *scale;

@@ -195,6 +195,11 @@ static void gen_free(gen_state *g)
  * last, whose logits all come from this one pass. */
 static int prefill_rows(const ecc_run *r) { return r->opt.continuation_ids ? r->T_cap - 1 : r->n_input; }
 
+/* A forced continuation that will be explained needs no generation pass at
+ * all: the explanation's forward covers the same tokens and gives the
+ * log-probabilities. */
+static int skips_generation(const ecc_run *r) { return r->opt.continuation_ids && ecc_explain_wanted(&r->opt); }
+
 /* Logits rows computed at once for a forced continuation. */
 #define LOGIT_CHUNK 64
 
@@ -202,7 +207,7 @@ static ecc_status gen_alloc(gen_state *g, ecc_run **runs, int n, const ecc_confi
 {
     int R = 0;
     for (int i = 0; i < n; i++)
-        R += prefill_rows(runs[i]);
+        R += skips_generation(runs[i]) ? 0 : prefill_rows(runs[i]);
     R = ECC_MAX(R, n);
     int n_logits = ECC_MAX(n, LOGIT_CHUNK);
     g->n = n;
@@ -219,7 +224,8 @@ static ecc_status gen_alloc(gen_state *g, ecc_run **runs, int n, const ecc_confi
         !(g->d_rows = be->alloc(be, sizeof(int32_t) * (size_t)n_logits, "rows")))
         return ECC_ERR_NOMEM;
     for (int i = 0; i < n; i++)
-        ECC_TRY(ecc_kv_init(&g->kv[i], be, c, runs[i]->T_cap));
+        if (!skips_generation(runs[i]))
+            ECC_TRY(ecc_kv_init(&g->kv[i], be, c, runs[i]->T_cap));
     return ecc_acts_scratch(&g->acts, be, c, R, n_logits);
 }
 
@@ -232,6 +238,8 @@ static ecc_status gen_plan(ecc_backend *be, const ecc_model *m, ecc_run **runs, 
     const ecc_config *c = &m->cfg;
     double L = c->n_layer, C = c->n_embd, F = c->n_inner, V = c->vocab_size, R = 0, kv = 0, T_max = 0;
     for (int i = 0; i < n; i++) {
+        if (skips_generation(runs[i]))
+            continue;
         R += prefill_rows(runs[i]);
         kv += 2 * L * runs[i]->T_cap * C * 4;
         T_max = ECC_MAX(T_max, runs[i]->T_cap);
@@ -337,12 +345,18 @@ static ecc_status generate_tokens(gen_state *g, ecc_run **runs, int n, const ecc
     }
     int k = 0, total = 0, done = 0;
     for (int i = 0; i < n; i++) {
-        total += runs[i]->T_cap - runs[i]->n_input;
-        if (runs[i]->T_cap > runs[i]->n_input)
+        ecc_run *r = runs[i];
+        total += r->T_cap - r->n_input;
+        if (r->opt.continuation_ids) /* known: they go through the prefill */
+            memcpy(r->ids + r->n_input, r->opt.continuation_ids, sizeof(int32_t) * (size_t)(r->T_cap - r->n_input));
+        if (skips_generation(r)) {
+            r->T = r->T_cap;
+            r->logprobs_pending = 1;
+            done += r->T_cap - r->n_input;
+            continue;
+        }
+        if (r->T_cap > r->n_input)
             list[k++] = i;
-        if (runs[i]->opt.continuation_ids) /* known: they go through the prefill */
-            memcpy(runs[i]->ids + runs[i]->n_input, runs[i]->opt.continuation_ids,
-                   sizeof(int32_t) * (size_t)(runs[i]->T_cap - runs[i]->n_input));
     }
     const ecc_options *o = &runs[0]->opt;
     double t0 = ecc_now();

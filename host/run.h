@@ -25,6 +25,7 @@ struct ecc_run {
     int32_t *ids;        /* [T] prompt then generated/forced tokens */
     int T, n_input, T_cap;
     float *logprobs;     /* [T - n_input] */
+    int logprobs_pending; /* a forced run whose log-probabilities come from the explanation's forward */
     int stopped_at_eos;
     char device[16];
     char notice[512];    /* e.g. why --device auto fell back to the CPU */

@@ -1,4 +1,4 @@
-// Explanation ops: gather_rows, target_grad (the gradient at the logits),
+// Explanation ops: gather_rows, scatter_rows, target_grad (the gradient at the logits),
 // saliency (norms of the input gradients, normalised per target) and
 // lens_stats (logit-lens ranks and top-k). See host/backend.h for the packed
 // target layout. No float atomics: every sum has a fixed shape.
@@ -28,6 +28,27 @@ static void cu_gather_rows(ecc_backend *be, float *out, const float *src, const 
         return;
     ECC_LAUNCH(gather_rows_kernel, cu_grid(ctx, (int64_t)n * C, 256), 256, 0, ctx->stream)(out, src, rows, n, C);
     CU_LAUNCHED(ctx, "gather_rows_kernel");
+}
+
+// out[rows[k]] = src (n, C)[k]: one thread per source element (rows are distinct)
+__global__ void scatter_rows_kernel(float *__restrict__ out, const float *__restrict__ src,
+                                    const int32_t *__restrict__ rows, int n, int C)
+{
+    const int64_t total = (int64_t)n * C;
+    ECC_GRID_STRIDE(idx, total)
+    {
+        int64_t k = idx / C, i = idx - k * C;
+        out[(int64_t)rows[k] * C + i] = src[idx];
+    }
+}
+
+static void cu_scatter_rows(ecc_backend *be, float *out, const float *src, const int32_t *rows, int n, int C)
+{
+    cuda_ctx *ctx = ctx_of(be);
+    if (!cu_ok(ctx) || n <= 0 || C <= 0)
+        return;
+    ECC_LAUNCH(scatter_rows_kernel, cu_grid(ctx, (int64_t)n * C, 256), 256, 0, ctx->stream)(out, src, rows, n, C);
+    CU_LAUNCHED(ctx, "scatter_rows_kernel");
 }
 
 // ---- target_grad ------------------------------------------------------------------
@@ -338,6 +359,7 @@ static void cu_lens_stats(ecc_backend *be, int32_t *ranks, int32_t *top_ids, flo
 void ecc_cuda_register_explain(ecc_backend *be)
 {
     be->gather_rows = cu_gather_rows;
+    be->scatter_rows = cu_scatter_rows;
     be->target_grad = cu_target_grad;
     be->saliency = cu_saliency;
     be->lens_stats = cu_lens_stats;

@@ -388,6 +388,23 @@ Test(gpu_ops, gather_rows_is_exact)
     g->destroy(g), c->destroy(c);
 }
 
+Test(gpu_ops, scatter_rows_is_exact)
+{
+    ecc_backend *g = gpu_backend(ECC_PRECISION_FP32), *c = cpu_backend();
+    const int S = 50, C = 777, n = 6;
+    int32_t rows[6] = {49, 0, 3, 17, 48, 30};
+    float *src = gt_rand((size_t)n * C, 1.0), *ref = gt_rand((size_t)S * C, 1.0), *got = malloc(sizeof(float) * S * C);
+    dbuf bo, bs, br;
+    float *o = dfrom(&bo, g, ref, sizeof(float) * S * C); /* rows not scattered to must keep their values */
+    c->scatter_rows(c, ref, src, rows, n, C);
+    g->scatter_rows(g, o, dfrom(&bs, g, src, sizeof(float) * n * C), dfrom(&br, g, rows, sizeof rows), n, C);
+    dget(&bo, got, "scatter_rows");
+    cr_assert_eq(memcmp(got, ref, sizeof(float) * S * C), 0, "scatter_rows is a copy: it must be exact");
+    dfree(&bo), dfree(&bs), dfree(&br);
+    free(src), free(ref), free(got);
+    g->destroy(g), c->destroy(c);
+}
+
 Test(gpu_ops, target_grad)
 {
     ecc_backend *g = gpu_backend(ECC_PRECISION_FP32), *c = cpu_backend();
