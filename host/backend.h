@@ -93,8 +93,10 @@ struct ecc_backend {
                       const float *qkv, float *kcache, float *vcache, int pos0, int T, int C, int NH,
                       float scale);
 
-    /* out = gelu(inp), tanh approximation ("gelu_new"), n values */
-    void (*gelu)(ecc_backend *be, float *out, const float *inp, int64_t n);
+    /* out = gelu(inp), tanh approximation ("gelu_new"), n values; dgelu, when
+     * not NULL, also receives gelu'(inp) (it may alias inp): the saved forward
+     * keeps it so that the backward of every target only multiplies */
+    void (*gelu)(ecc_backend *be, float *out, float *dgelu, const float *inp, int64_t n);
 
     /* out = a + b, n values (out may alias a or b) */
     void (*add)(ecc_backend *be, float *out, const float *a, const float *b, int64_t n);
@@ -126,9 +128,12 @@ struct ecc_backend {
      * tokens[j], times scale[j] (NULL = 1):
      *   kind 0 "prob":    p_x (onehot_x - p)     (p = softmax(logits))
      *   kind 1 "logit":   onehot_x
-     *   kind 2 "logprob": onehot_x - p */
-    void (*target_grad)(ecc_backend *be, float *logits, const int32_t *tokens, const float *scale, int kind, int J,
-                        int V);
+     *   kind 2 "logprob": onehot_x - p
+     * logprob (J), when not NULL, first receives log p_x of each row: the
+     * token log-probabilities of a forced continuation come from the same
+     * logits, with no second product with the vocabulary. */
+    void (*target_grad)(ecc_backend *be, float *logits, float *logprob, const int32_t *tokens, const float *scale,
+                        int kind, int J, int V);
 
     /* dinp[out_rows[k]] += layer-norm backward of dout[k] (n, C), the forward
      * input being inp[in_rows[k]] with its mean/rstd; w the layer-norm weight.
@@ -136,10 +141,6 @@ struct ecc_backend {
     void (*layernorm_backward)(ecc_backend *be, float *dinp, const float *dout, const float *inp, const float *mean,
                                const float *rstd, const float *w, const int32_t *in_rows, const int32_t *out_rows,
                                int n, int C);
-
-    /* out = gelu'(inp), n values (may alias): computed once per position in
-     * the saved forward, so that the backward of every target only multiplies */
-    void (*gelu_grad)(ecc_backend *be, float *out, const float *inp, int64_t n);
 
     /* dinp (R, F) = dout (R, F) * dgelu[rowpos[r]], dgelu the saved gelu'
      * rows (dinp may alias dout) */

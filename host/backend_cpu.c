@@ -152,6 +152,61 @@ static void cpu_matmul_wt(ecc_backend *be, float *out, const float *inp, const f
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, C, 1.0f, inp, C, wt, C, 0.0f, out, OC);
 }
 
+/* Softmax of one row of scores in place: keys [0, n) are visible, [n, len)
+ * are masked to probability 0. The sum runs left to right. */
+static void softmax_row(float *s, int n, int len)
+{
+    float mx = -INFINITY, sum = 0;
+    for (int j = 0; j < n; j++)
+        mx = s[j] > mx ? s[j] : mx;
+    for (int j = 0; j < n; j++) {
+        s[j] = expf(s[j] - mx);
+        sum += s[j];
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < n; j++)
+        s[j] *= inv;
+    for (int j = n; j < len; j++)
+        s[j] = 0.0f;
+}
+
+enum { ATT_BQ = 64 }; /* query rows per block in the matrix-product attention */
+
+/* Attention of T >= 2 new rows as matrix products, block by block of ATT_BQ
+ * query rows per head: S = scale Q K^T (m, n), causal softmax, O = P V. The
+ * probabilities go straight into `att` when it is given, otherwise into a
+ * per-thread tile (threads, ATT_BQ, Tk). Each block's products run on one
+ * thread (OpenBLAS is serial inside an OpenMP region), so the bits do not
+ * depend on the thread count. Returns 0 when the tile could not be allocated. */
+static int attention_blocked(float *out, float *att, int64_t att_head_stride, int att_row_stride, const float *qkv,
+                             const float *kcache, const float *vcache, int pos0, int T, int C, int NH, float scale)
+{
+    const int hd = C / NH, Tk = pos0 + T, nb = (T + ATT_BQ - 1) / ATT_BQ;
+    float *tiles = NULL;
+    if (!att && !(tiles = malloc(sizeof(float) * (size_t)omp_get_max_threads() * ATT_BQ * (size_t)Tk)))
+        return 0;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int h = 0; h < NH; h++) {
+        for (int b = 0; b < nb; b++) {
+            int t0 = b * ATT_BQ, m = ECC_MIN(ATT_BQ, T - t0), n = pos0 + t0 + m; /* keys 0 .. n - 1 */
+            float *S = att ? att + h * att_head_stride + (int64_t)t0 * att_row_stride
+                           : tiles + (int64_t)omp_get_thread_num() * ATT_BQ * Tk;
+            int lds = att ? att_row_stride : n, len = att ? Tk : n;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hd, scale, qkv + (int64_t)t0 * 3 * C + h * hd,
+                        3 * C, kcache + h * hd, C, 0.0f, S, lds);
+            for (int i = 0; i < m; i++)
+                softmax_row(S + (int64_t)i * lds, pos0 + t0 + i + 1, len);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, n, 1.0f, S, lds, vcache + h * hd, C, 0.0f,
+                        out + (int64_t)t0 * C + h * hd, C);
+        }
+    }
+    free(tiles);
+    return 1;
+}
+
+/* out (T, C) = causal attention of the T new rows of qkv (T, 3C) against the
+ * cache, after appending their keys and values at pos0; att, when given,
+ * receives the probabilities (NH, T, Tk) at the given strides. */
 static void cpu_attention(ecc_backend *be, float *out, float *att, int64_t att_head_stride, int att_row_stride,
                           const float *qkv, float *kcache, float *vcache, int pos0, int T, int C, int NH, float scale)
 {
@@ -160,8 +215,12 @@ static void cpu_attention(ecc_backend *be, float *out, float *att, int64_t att_h
         memcpy(kcache + (int64_t)(pos0 + t) * C, qkv + (int64_t)t * 3 * C + C, sizeof(float) * (size_t)C);
         memcpy(vcache + (int64_t)(pos0 + t) * C, qkv + (int64_t)t * 3 * C + 2 * C, sizeof(float) * (size_t)C);
     }
-    /* One pass with a running maximum (online softmax), so no row buffer is
-     * needed; a second pass writes the probabilities when they are captured. */
+    if (T >= 2 && attention_blocked(out, att, att_head_stride, att_row_stride, qkv, kcache, vcache, pos0, T, C, NH,
+                                    scale))
+        return;
+    /* One row at a time (decoding, or no memory for the tile): one pass with a
+     * running maximum (online softmax), so no row buffer is needed; a second
+     * pass writes the probabilities when they are captured. */
 #pragma omp parallel for collapse(2) schedule(dynamic, 4)
     for (int h = 0; h < NH; h++) {
         for (int t = 0; t < T; t++) {
@@ -208,12 +267,14 @@ static void cpu_attention(ecc_backend *be, float *out, float *att, int64_t att_h
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
 
-static void cpu_gelu(ecc_backend *be, float *out, const float *inp, int64_t n)
+static void cpu_gelu(ecc_backend *be, float *out, float *dgelu, const float *inp, int64_t n)
 {
 #pragma omp parallel for
     for (int64_t i = 0; i < n; i++) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+        float x = inp[i], th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
+        out[i] = 0.5f * x * (1.0f + th);
+        if (dgelu) /* d/dx of the above */
+            dgelu[i] = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
     }
 }
 

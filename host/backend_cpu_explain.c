@@ -28,25 +28,29 @@ static void cpu_scatter_rows(ecc_backend *be, float *out, const float *src, cons
         memcpy(out + (int64_t)rows[k] * C, src + (int64_t)k * C, sizeof(float) * (size_t)C);
 }
 
-static void cpu_target_grad(ecc_backend *be, float *logits, const int32_t *tokens, const float *scale, int kind,
-                            int J, int V)
+static void cpu_target_grad(ecc_backend *be, float *logits, float *logprob, const int32_t *tokens,
+                            const float *scale, int kind, int J, int V)
 {
 #pragma omp parallel for
     for (int j = 0; j < J; j++) {
         float *z = logits + (int64_t)j * V;
         int32_t x = tokens[j];
         float s = scale ? scale[j] : 1.0f;
+        float mx = z[0];
+        double sum = 0;
+        if (kind != 1 || logprob) {
+            for (int i = 1; i < V; i++)
+                mx = fmaxf(mx, z[i]);
+            for (int i = 0; i < V; i++)
+                sum += exp((double)z[i] - mx);
+        }
+        if (logprob) /* the same bits as generation's ecc_log_softmax_at */
+            logprob[j] = (float)((double)z[x] - mx - log(sum));
         if (kind == 1) { /* logit: the gradient is the one-hot of the token */
             memset(z, 0, sizeof(float) * (size_t)V);
             z[x] = s;
             continue;
         }
-        float mx = z[0];
-        for (int i = 1; i < V; i++)
-            mx = fmaxf(mx, z[i]);
-        double sum = 0;
-        for (int i = 0; i < V; i++)
-            sum += exp((double)z[i] - mx);
         float inv = (float)(1.0 / sum);
         float px = expf(z[x] - mx) * inv;
         float f = kind == 0 ? s * px : s; /* prob: p_x (onehot - p); logprob: onehot - p */
@@ -78,17 +82,6 @@ static void cpu_layernorm_backward(ecc_backend *be, float *dinp, const float *do
             float dxhat = dy[i] * w[i], xhat = (x[i] - m) * r;
             dx[i] += r * (dxhat - ma - xhat * mb);
         }
-    }
-}
-
-#define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
-
-static void cpu_gelu_grad(ecc_backend *be, float *out, const float *inp, int64_t n)
-{
-#pragma omp parallel for
-    for (int64_t i = 0; i < n; i++) {
-        float v = inp[i], th = tanhf(GELU_SCALE * (v + 0.044715f * v * v * v));
-        out[i] = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * v * v);
     }
 }
 
@@ -226,7 +219,6 @@ void ecc_cpu_register_explain(ecc_backend *be)
     be->scatter_rows = cpu_scatter_rows;
     be->target_grad = cpu_target_grad;
     be->layernorm_backward = cpu_layernorm_backward;
-    be->gelu_grad = cpu_gelu_grad;
     be->gelu_backward = cpu_gelu_backward;
     be->attention_backward = cpu_attention_backward;
     be->saliency = cpu_saliency;

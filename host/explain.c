@@ -275,9 +275,10 @@ static ecc_status forced_logprobs(ecc_run *r, const ecc_dmodel *dm, const saves 
 
 /* grad_x_input and gradient share one backward pass per chunk of targets;
  * the targets of several runs share chunks. Scores go to d_gxi / d_grad
- * (n targets, ld) rows in target order. */
+ * (n targets, ld) rows in target order; d_lp, when not NULL, receives each
+ * target token's log-probability (n targets). */
 static ecc_status saliency_plain(const ecc_run *r0, const tlist *tl, const int32_t *ids, const ecc_dmodel *dm,
-                                 const saves *s, const float *d_emb, float *d_gxi, float *d_grad, int ld,
+                                 const saves *s, const float *d_emb, float *d_gxi, float *d_grad, float *d_lp, int ld,
                                  size_t budget)
 {
     const ecc_config *c = dm->cfg;
@@ -296,7 +297,7 @@ static ecc_status saliency_plain(const ecc_run *r0, const tlist *tl, const int32
     for (int j0 = 0; j0 < tl->n;) {
         int n = chunk_targets(c, tl, j0, 1, budget, r0->opt.max_chunk_targets, &R);
         R = bwd_tables(&b, be, ids, s->T, s->T, n, tl->seq + j0, tl->pos + j0, one);
-        bwd_run(&b, dm, s, n, R, r0->opt.target);
+        bwd_run(&b, dm, s, n, R, r0->opt.target, d_lp ? d_lp + j0 : NULL);
         if (d_gxi)
             be->saliency(be, d_gxi + (int64_t)j0 * ld, ld, b.dres, d_emb, b.rowpos, b.tg_n, b.tg_off, n, c->n_embd);
         if (d_grad)
@@ -383,7 +384,7 @@ static ecc_status saliency_ig(ecc_run *r, const ecc_dmodel *dm, const int32_t *d
                     sc[a * n + j] = (float)w[k0 + a];
                 }
             int64_t Rall = bwd_tables(&b, be, r->ids, 0, T, a_n * n, seq, pos, sc);
-            bwd_run(&b, dm, &s, a_n * n, Rall, r->opt.target);
+            bwd_run(&b, dm, &s, a_n * n, Rall, r->opt.target, NULL);
             for (int a = 0; a < a_n; a++) /* alpha by alpha: a fixed order of summation */
                 be->add(be, acc, acc, b.dres + (int64_t)a * Rt * C, Rt * C);
             report(r, "integrated gradients", g0 + (int)((int64_t)n * (k0 + a_n) / K), G);
@@ -444,12 +445,19 @@ static ecc_status explain_group(ecc_run **runs, int A, const ecc_dmodel *dm, siz
     int32_t *d_ids = balloc(&m, (size_t)A * T * 4, "token ids");
     float *d_emb = balloc(&m, (size_t)A * T * C * 4, "token embeddings");
     float *d_scores[2] = {NULL, NULL}; /* grad_x_input, gradient: (targets, T) */
+    float *d_lp = NULL; /* (targets) log-probabilities of forced tokens, from the backward's logits */
     saves s;
     memset(&s, 0, sizeof s);
     ecc_status st = ids && tl.seq && tl.pos && d_ids && d_emb ? ECC_OK : ECC_ERR_NOMEM;
     for (int i = 0; i < 2 && st == ECC_OK; i++)
         if ((o->attribution & (1u << i)) && !(d_scores[i] = balloc(&m, (size_t)(n_targets + 1) * T * 4, "scores")))
             st = ECC_ERR_NOMEM;
+    const int plain = n_targets > 0 && (d_scores[0] || d_scores[1]);
+    int pending = 0;
+    for (int a = 0; a < A; a++)
+        pending |= runs[a]->logprobs_pending;
+    if (st == ECC_OK && plain && pending && !(d_lp = balloc(&m, (size_t)n_targets * 4, "log-probabilities")))
+        st = ECC_ERR_NOMEM;
     if (st == ECC_OK) {
         int j = 0;
         for (int a = 0; a < A; a++) {
@@ -474,7 +482,7 @@ static ecc_status explain_group(ecc_run **runs, int A, const ecc_dmodel *dm, siz
     for (int a = 0; a < A && st == ECC_OK; a++) {
         ecc_run_time(runs[a], "explain_forward", t1 - t0);
         st = capture(runs[a], dm, &s, a);
-        if (st == ECC_OK && runs[a]->logprobs_pending)
+        if (st == ECC_OK && runs[a]->logprobs_pending && !d_lp) /* else the backward gives them */
             st = forced_logprobs(runs[a], dm, &s, a);
     }
     ecc_nvtx_pop();
@@ -483,9 +491,9 @@ static ecc_status explain_group(ecc_run **runs, int A, const ecc_dmodel *dm, siz
         st = lens(runs[a], dm, &s, a, budget - fixed);
         ecc_run_time(runs[a], "rankings", ecc_now() - t2);
     }
-    if (st == ECC_OK && n_targets > 0 && (d_scores[0] || d_scores[1])) {
+    if (st == ECC_OK && plain) {
         double t2 = ecc_now();
-        st = saliency_plain(runs[0], &tl, ids, dm, &s, d_emb, d_scores[0], d_scores[1], T, budget - fixed);
+        st = saliency_plain(runs[0], &tl, ids, dm, &s, d_emb, d_scores[0], d_scores[1], d_lp, T, budget - fixed);
         be->synchronize(be);
         double dt = ecc_now() - t2;
         for (int a = 0, j0 = 0; a < A && st == ECC_OK; a++) {
@@ -499,6 +507,10 @@ static ecc_status explain_group(ecc_run **runs, int A, const ecc_dmodel *dm, siz
                 if (out && G > 0) /* rows of this run, its T columns out of the padded T */
                     be->download2d(be, out->data, (size_t)r->T * 4, d_scores[i] + (int64_t)j0 * T, (size_t)T * 4,
                                    (size_t)r->T * 4, (size_t)G);
+            }
+            if (r->logprobs_pending && G > 0) {
+                be->download(be, r->logprobs, d_lp + j0, (size_t)G * 4);
+                r->logprobs_pending = 0;
             }
             j0 += G;
         }

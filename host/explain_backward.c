@@ -118,7 +118,8 @@ ecc_status saves_forward(saves *s, const ecc_dmodel *dm, const int32_t *ids, int
             .ln2 = s->ln,
             .ln2_mean = s->mean2 + l * N + off,
             .ln2_rstd = s->rstd2 + l * N + off,
-            .fch = s->dgelu + (l * N + off) * F, /* turned into gelu' below */
+            .fch = s->dgelu + (l * N + off) * F, /* overwritten by gelu' */
+            .fch_dgelu = s->dgelu + (l * N + off) * F,
             .fch_gelu = captured ? s->act + ((int64_t)a * (s->layer_to - s->layer_from) + l - s->layer_from) * T * F
                                  : s->fcg,
             .fcproj = s->proj,
@@ -129,8 +130,6 @@ ecc_status saves_forward(saves *s, const ecc_dmodel *dm, const int32_t *ids, int
     acts.lnf_mean = s->meanf + off;
     acts.lnf_rstd = s->rstdf + off;
     ecc_forward_scaled(dm, &acts, &s->kv, ids, tok_scale, 0, (int)T, 0);
-    for (int l = 0; l < c->n_layer; l++)
-        dm->be->gelu_grad(dm->be, acts.layer[l].fch, acts.layer[l].fch, T * F);
     free(acts.layer);
     return ECC_OK;
 }
@@ -220,7 +219,7 @@ int64_t bwd_tables(bwd *b, ecc_backend *be, const int32_t *ids, int ids_stride, 
     return off;
 }
 
-void bwd_run(bwd *b, const ecc_dmodel *dm, const saves *s, int J, int64_t R, ecc_target kind)
+void bwd_run(bwd *b, const ecc_dmodel *dm, const saves *s, int J, int64_t R, ecc_target kind, float *logprob)
 {
     const ecc_config *c = dm->cfg;
     ecc_backend *be = dm->be;
@@ -234,7 +233,7 @@ void bwd_run(bwd *b, const ecc_dmodel *dm, const saves *s, int J, int64_t R, ecc
     /* at the logits, then back through the final layer norm at each target's row */
     be->gather_rows(be, b->h, s->lnf, b->lnf_rows, J, C);
     be->matmul_wt(be, b->logits, b->h, lm_head, J, C, V);
-    be->target_grad(be, b->logits, b->tokens, b->scale, (int)kind, J, V);
+    be->target_grad(be, b->logits, logprob, b->tokens, b->scale, (int)kind, J, V);
     be->matmul(be, b->h, b->logits, lm_head, NULL, J, V, C); /* (J, V) @ (V, C) */
 
     /* The last block, row-sparse: above its attention, the only row with a

@@ -79,6 +79,6 @@ void bwd_free(bwd *b);
 int64_t bwd_tables(bwd *b, ecc_backend *be, const int32_t *ids, int ids_stride, int T, int J, const int32_t *seq,
                    const int32_t *pos, const float *scale);
 /* d s_j / d (token embedding rows) for the J targets of the tables, into b->dres (R, C). */
-void bwd_run(bwd *b, const ecc_dmodel *dm, const saves *s, int J, int64_t R, ecc_target kind);
+void bwd_run(bwd *b, const ecc_dmodel *dm, const saves *s, int J, int64_t R, ecc_target kind, float *logprob);
 
 #endif

@@ -157,7 +157,7 @@ void ecc_forward_batch(const ecc_dmodel *dm, const ecc_acts *a, const ecc_seq *s
         be->layernorm(be, la->ln2, la->ln2_mean, la->ln2_rstd, la->res_mid, p[ECC_P_LN2W] + L * lc,
                       p[ECC_P_LN2B] + L * lc, R, C, eps);
         be->matmul(be, la->fch, la->ln2, p[ECC_P_FCW] + L * lcf, p[ECC_P_FCB] + L * (size_t)F, R, C, F);
-        be->gelu(be, la->fch_gelu, la->fch, RF);
+        be->gelu(be, la->fch_gelu, la->fch_dgelu, la->fch, RF);
         be->matmul(be, la->fcproj, la->fch_gelu, p[ECC_P_FCPROJW] + L * lcf, p[ECC_P_FCPROJB] + L * lc, R, F, C);
         be->add(be, la->res_out, la->res_mid, la->fcproj, RC);
         x = la->res_out;

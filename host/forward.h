@@ -47,6 +47,7 @@ typedef struct ecc_layer_acts {
     float *ln2_mean, *ln2_rstd; /* (T), or NULL */
     float *fch;                 /* (T, F) before GELU */
     float *fch_gelu;            /* (T, F) after GELU: Ecco's "activations" */
+    float *fch_dgelu;           /* (T, F) GELU's derivative at fch, or NULL (may be fch) */
     float *fcproj;              /* (T, C) */
     float *res_out;             /* (T, C) the block's output */
 } ecc_layer_acts;

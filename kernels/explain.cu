@@ -56,11 +56,12 @@ static void cu_scatter_rows(ecc_backend *be, float *out, const float *src, const
 enum { ROW_BLOCK = 512 };
 
 // In place on logits (J, V), one block per row (grid-stride over rows):
-//   kind 0 prob: s p_x (onehot_x - p); kind 1 logit: s onehot_x; kind 2 logprob: s (onehot_x - p).
+//   kind 0 prob: s p_x (onehot_x - p); kind 1 logit: s onehot_x; kind 2 logprob: s (onehot_x - p);
+// logprob (J), when not NULL, first receives log p_x.
 // max / sum exp by block reductions of fixed shape; the same float expressions as the CPU.
 __global__ void __launch_bounds__(ROW_BLOCK)
-    target_grad_kernel(float *logits, const int32_t *__restrict__ tokens, const float *__restrict__ scale, int kind,
-                       int J, int V)
+    target_grad_kernel(float *logits, float *logprob, const int32_t *__restrict__ tokens,
+                       const float *__restrict__ scale, int kind, int J, int V)
 {
     __shared__ float redf[32];
     __shared__ double redd[32];
@@ -68,14 +69,19 @@ __global__ void __launch_bounds__(ROW_BLOCK)
         float *z = logits + j * V;
         const int32_t x = tokens[j];
         const float s = scale ? scale[j] : 1.0f;
+        float mx = 0.0f;
+        double sum = 0.0;
+        if (kind != 1 || logprob)
+            row_logsumexp(z, V, &mx, &sum, redf, redd);
+        if (logprob && threadIdx.x == 0)
+            logprob[j] = (float)((double)z[x] - mx - log(sum));
         if (kind == 1) {
+            __syncthreads(); // z[x] was read
             for (int i = threadIdx.x; i < V; i += blockDim.x)
                 z[i] = i == x ? s : 0.0f;
+            __syncthreads();
             continue;
         }
-        float mx;
-        double sum;
-        row_logsumexp(z, V, &mx, &sum, redf, redd);
         const float inv = (float)(1.0 / sum);
         const float px = expf(z[x] - mx) * inv;
         const float f = kind == 0 ? s * px : s;
@@ -89,13 +95,14 @@ __global__ void __launch_bounds__(ROW_BLOCK)
     }
 }
 
-static void cu_target_grad(ecc_backend *be, float *logits, const int32_t *tokens, const float *scale, int kind, int J,
-                           int V)
+static void cu_target_grad(ecc_backend *be, float *logits, float *logprob, const int32_t *tokens, const float *scale,
+                           int kind, int J, int V)
 {
     cuda_ctx *ctx = ctx_of(be);
     if (!cu_ok(ctx) || J <= 0 || V <= 0)
         return;
-    ECC_LAUNCH(target_grad_kernel, cu_grid_rows(ctx, J), ROW_BLOCK, 0, ctx->stream)(logits, tokens, scale, kind, J, V);
+    ECC_LAUNCH(target_grad_kernel, cu_grid_rows(ctx, J), ROW_BLOCK, 0, ctx->stream)(logits, logprob, tokens, scale,
+                                                                                    kind, J, V);
     CU_LAUNCHED(ctx, "target_grad_kernel");
 }
 

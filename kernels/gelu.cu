@@ -1,27 +1,21 @@
-// Elementwise ops: GELU (tanh approximation), its derivative, the GELU
+// Elementwise ops: GELU (tanh approximation) and its derivative, the GELU
 // backward of packed rows, and addition. One thread per element, grid-stride
 // with 64-bit indices; the same float expressions as the CPU backend.
 #include "common.cuh"
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
 
-// out (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-__global__ void gelu_kernel(float *out, const float *inp, int64_t n)
+// out (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); dgelu (n), when
+// not NULL, = its derivative (dgelu may alias inp: each element is read, then
+// written, by one thread)
+__global__ void gelu_kernel(float *out, float *dgelu, const float *inp, int64_t n)
 {
     ECC_GRID_STRIDE(i, n)
     {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
-    }
-}
-
-// out (n) = gelu'(inp) (out may alias inp: each element is read, then written, by one thread)
-__global__ void gelu_grad_kernel(float *out, const float *inp, int64_t n)
-{
-    ECC_GRID_STRIDE(i, n)
-    {
-        float v = inp[i], th = tanhf(GELU_SCALE * (v + 0.044715f * v * v * v));
-        out[i] = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * v * v);
+        float x = inp[i], th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
+        out[i] = 0.5f * x * (1.0f + th);
+        if (dgelu)
+            dgelu[i] = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
     }
 }
 
@@ -43,22 +37,13 @@ __global__ void add_kernel(float *out, const float *a, const float *b, int64_t n
     ECC_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
 }
 
-static void cu_gelu(ecc_backend *be, float *out, const float *inp, int64_t n)
+static void cu_gelu(ecc_backend *be, float *out, float *dgelu, const float *inp, int64_t n)
 {
     cuda_ctx *ctx = ctx_of(be);
     if (!cu_ok(ctx) || n <= 0)
         return;
-    ECC_LAUNCH(gelu_kernel, cu_grid(ctx, n, 256), 256, 0, ctx->stream)(out, inp, n);
+    ECC_LAUNCH(gelu_kernel, cu_grid(ctx, n, 256), 256, 0, ctx->stream)(out, dgelu, inp, n);
     CU_LAUNCHED(ctx, "gelu_kernel");
-}
-
-static void cu_gelu_grad(ecc_backend *be, float *out, const float *inp, int64_t n)
-{
-    cuda_ctx *ctx = ctx_of(be);
-    if (!cu_ok(ctx) || n <= 0)
-        return;
-    ECC_LAUNCH(gelu_grad_kernel, cu_grid(ctx, n, 256), 256, 0, ctx->stream)(out, inp, n);
-    CU_LAUNCHED(ctx, "gelu_grad_kernel");
 }
 
 static void cu_gelu_backward(ecc_backend *be, float *dinp, const float *dout, const float *dgelu, const int32_t *rowpos,
@@ -83,7 +68,6 @@ static void cu_add(ecc_backend *be, float *out, const float *a, const float *b, 
 void ecc_cuda_register_gelu(ecc_backend *be)
 {
     be->gelu = cu_gelu;
-    be->gelu_grad = cu_gelu_grad;
     be->gelu_backward = cu_gelu_backward;
     be->add = cu_add;
 }

@@ -55,10 +55,18 @@ Test(backward_ops, target_grad_matches_finite_differences)
         float z[J * V], scale[J] = {1.0f, 0.5f, 2.0f};
         int32_t tok[J] = {0, 7, 10};
         fill(z, J * V, 3.0);
-        float g[J * V];
+        float g[J * V], lp[J];
         memcpy(g, z, sizeof z);
-        be->target_grad(be, g, tok, scale, kind, J, V);
+        be->target_grad(be, g, lp, tok, scale, kind, J, V);
         for (int j = 0; j < J; j++) {
+            double mx = z[j * V], sum = 0; /* log p_x in float64 */
+            for (int i = 0; i < V; i++)
+                mx = fmax(mx, z[j * V + i]);
+            for (int i = 0; i < V; i++)
+                sum += exp(z[j * V + i] - mx);
+            double want = z[j * V + tok[j]] - mx - log(sum);
+            cr_assert(fabs(lp[j] - want) <= 1e-6 * (1 + fabs(want)), "kind %d target %d: logprob %.8g vs %.8g", kind,
+                      j, lp[j], want);
             double zd[V], fd[V];
             for (int i = 0; i < V; i++)
                 zd[i] = z[j * V + i];
@@ -151,8 +159,8 @@ Test(backward_ops, gelu_backward_matches_finite_differences)
     fill(x, N * F, 4.0);
     fill(dout, R * F, 1.0);
     int32_t rowpos[R] = {3, 1, 1, 0, 2};
-    float dg[N * F];
-    be->gelu_grad(be, dg, x, N * F);
+    float dg[N * F], y0[N * F];
+    be->gelu(be, y0, dg, x, N * F);
     be->gelu_backward(be, dinp, dout, dg, rowpos, R, F);
     double fd[R * F];
     for (int r = 0; r < R; r++)
@@ -165,10 +173,12 @@ Test(backward_ops, gelu_backward_matches_finite_differences)
     /* also check the forward op against the same formula */
     float y[N * F];
     double yd[N * F];
-    be->gelu(be, y, x, N * F);
+    be->gelu(be, y, NULL, x, N * F);
     for (int i = 0; i < N * F; i++)
         yd[i] = gelu(x[i]);
     cr_assert(rel_err(y, yd, N * F) < 1e-6);
+    for (int i = 0; i < N * F; i++) /* with or without the derivative, the same values */
+        cr_assert(y[i] == y0[i], "gelu at %d: %g with the derivative, %g without", i, y0[i], y[i]);
     be->destroy(be);
 }
 

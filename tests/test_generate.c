@@ -77,20 +77,27 @@ Test(generate, forced_continuation_logprobs_match_transformers)
         int32_t *forced = ref_tensor(k_models[k], "forced_ids", ECC_I32, &nf);
         double *lp = ref_tensor(k_models[k], "forced_logprobs", ECC_F64, &nl);
         cr_assert_eq(nl, nf - np);
-        ecc_options o = cpu_options();
-        o.continuation_ids = forced + np;
-        o.n_continuation = nf - np;
-        ecc_run *r;
-        cr_assert_eq(ecc_generate(&r, m, prompt, np, &o), ECC_OK, "%s", ecc_last_error());
-        cr_assert_eq(r->T, nf);
-        cr_assert_eq(memcmp(r->ids, forced, sizeof(int32_t) * (size_t)nf), 0, "forced ids must be kept as given");
-        /* fp32 against float64: 1e-4 norm-wise over the continuation, and per token */
-        double e = rel_err(r->logprobs, lp, (size_t)nl);
-        cr_assert(e <= 1e-4, "%s: log-probabilities differ by %.3g (relative)", k_models[k], e);
-        for (int i = 0; i < nl; i++)
-            cr_assert(fabs(r->logprobs[i] - lp[i]) <= 1e-4 * (1 + fabs(lp[i])), "%s: token %d: %.7f vs %.7f",
-                      k_models[k], i, (double)r->logprobs[i], lp[i]);
-        ecc_run_free(r);
+        /* three paths to the same numbers: the prefill (nothing explained), the
+         * explanation's saved forward (activations), the backward's logits (saliency) */
+        static const char *path[] = {"prefill", "saved forward", "backward"};
+        for (int mode = 0; mode < 3; mode++) {
+            ecc_options o = cpu_options();
+            o.continuation_ids = forced + np;
+            o.n_continuation = nf - np;
+            o.activations = mode == 1;
+            o.attribution = mode == 2 ? ECC_ATTR_GRAD_X_INPUT : 0;
+            ecc_run *r;
+            cr_assert_eq(ecc_generate(&r, m, prompt, np, &o), ECC_OK, "%s", ecc_last_error());
+            cr_assert_eq(r->T, nf);
+            cr_assert_eq(memcmp(r->ids, forced, sizeof(int32_t) * (size_t)nf), 0, "forced ids must be kept as given");
+            /* fp32 against float64: 1e-4 norm-wise over the continuation, and per token */
+            double e = rel_err(r->logprobs, lp, (size_t)nl);
+            cr_assert(e <= 1e-4, "%s, %s: log-probabilities differ by %.3g (relative)", k_models[k], path[mode], e);
+            for (int i = 0; i < nl; i++)
+                cr_assert(fabs(r->logprobs[i] - lp[i]) <= 1e-4 * (1 + fabs(lp[i])), "%s, %s: token %d: %.7f vs %.7f",
+                          k_models[k], path[mode], i, (double)r->logprobs[i], lp[i]);
+            ecc_run_free(r);
+        }
         free(prompt);
         free(forced);
         free(lp);

@@ -326,7 +326,7 @@ Test(gpu_ops, attention_forward, .timeout = 240)
     g->destroy(g), c->destroy(c);
 }
 
-Test(gpu_ops, gelu_grad_backward_add)
+Test(gpu_ops, gelu_backward_add)
 {
     ecc_backend *g = gpu_backend(ECC_PRECISION_FP32), *c = cpu_backend();
     const int64_t ns[] = {1, 1000, 3 * 1030 * 768 + 5};
@@ -337,14 +337,21 @@ Test(gpu_ops, gelu_grad_backward_add)
         dbuf bx, by, bo;
         float *dx = dfrom(&bx, g, x, sizeof(float) * n), *dy = dfrom(&by, g, y, sizeof(float) * n);
         float *o = dnew(&bo, g, sizeof(float) * n);
-        c->gelu(c, ref, x, n);
-        g->gelu(g, o, dx, n);
+        c->gelu(c, ref, NULL, x, n);
+        g->gelu(g, o, NULL, dx, n);
         dget(&bo, got, "gelu");
         GT_EXPECT_NSE(got, ref, (size_t)n, 1e-12, "gelu n=%lld", (long long)n);
-        c->gelu_grad(c, ref, x, n);
-        g->gelu_grad(g, o, dx, n);
-        dget(&bo, got, "gelu_grad");
-        GT_EXPECT_NSE(got, ref, (size_t)n, 1e-12, "gelu_grad n=%lld", (long long)n);
+        float *ref_d = malloc(sizeof(float) * n);
+        c->gelu(c, ref, ref_d, x, n);
+        dbuf bd;
+        float *dd = dfrom(&bd, g, x, sizeof(float) * n);
+        g->gelu(g, o, dd, dd, n); /* the derivative in place of the input, as the saved forward does */
+        dget(&bo, got, "gelu with its derivative");
+        GT_EXPECT_NSE(got, ref, (size_t)n, 1e-12, "gelu with derivative n=%lld", (long long)n);
+        dget(&bd, got, "gelu'");
+        GT_EXPECT_NSE(got, ref_d, (size_t)n, 1e-12, "gelu' n=%lld", (long long)n);
+        dfree(&bd);
+        free(ref_d);
         c->add(c, ref, x, y, n);
         g->add(g, dx, dx, dy, n); /* in place: out aliases a */
         dget(&bx, got, "add");
@@ -417,14 +424,21 @@ Test(gpu_ops, target_grad)
             for (int sc = 0; sc < 2; sc++) {
                 float *z = gt_rand((size_t)J * V, 8.0), *ref = gt_dup(z, sizeof(float) * J * V),
                       *got = malloc(sizeof(float) * J * V);
-                c->target_grad(c, ref, tok, sc ? scale : NULL, kind, J, V);
-                dbuf bz, bt, bs;
-                float *dz = dfrom(&bz, g, z, sizeof(float) * J * V);
-                g->target_grad(g, dz, dfrom(&bt, g, tok, sizeof tok), sc ? dfrom(&bs, g, scale, sizeof scale) : NULL,
-                               kind, J, V);
+                float lp_ref[3], lp_got[3];
+                c->target_grad(c, ref, sc ? lp_ref : NULL, tok, sc ? scale : NULL, kind, J, V);
+                dbuf bz, bt, bs, bl;
+                float *dz = dfrom(&bz, g, z, sizeof(float) * J * V), *dl = dnew(&bl, g, sizeof lp_got);
+                g->target_grad(g, dz, sc ? dl : NULL, dfrom(&bt, g, tok, sizeof tok),
+                               sc ? dfrom(&bs, g, scale, sizeof scale) : NULL, kind, J, V);
                 dget(&bz, got, "target_grad");
                 GT_EXPECT_NSE(got, ref, (size_t)J * V, 1e-10, "target_grad V=%d kind=%d scale=%d", V, kind, sc);
-                dfree(&bz), dfree(&bt);
+                if (sc) { /* the log-probabilities, read before the logits are overwritten */
+                    dget(&bl, lp_got, "target_grad logprob");
+                    for (int j = 0; j < J; j++)
+                        cr_expect(fabsf(lp_got[j] - lp_ref[j]) <= 1e-6f * (1 + fabsf(lp_ref[j])),
+                                  "logprob V=%d kind=%d row %d: %.8g vs %.8g", V, kind, j, lp_got[j], lp_ref[j]);
+                }
+                dfree(&bz), dfree(&bt), dfree(&bl);
                 if (sc)
                     dfree(&bs);
                 free(z), free(ref), free(got);
@@ -791,7 +805,7 @@ Test(gpu_ops, ops_are_deterministic, .timeout = 120)
         g->attention(g, o, a, (int64_t)T * T, T, dq, dk, dv, 0, T, C, NH, 1.0f / sqrtf((float)hd));
         g->zero(g, logits, sizeof(float) * 4 * V);
         g->add(g, logits, logits, dz, 4 * V);
-        g->target_grad(g, logits, dt, NULL, 0, 4, V);
+        g->target_grad(g, logits, NULL, dt, NULL, 0, 4, V);
         double d = g->dot(g, dz, dz, 4 * V);
         dget(&bo, run ? o2 : o1, "attention");
         dget(&ba, run ? a2 : a1, "probabilities");
