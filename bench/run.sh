@@ -2,9 +2,12 @@
 # eccolo vs Ecco 0.1.2: one command from a fresh clone to bench/RESULTS.md.
 #
 #   bench/run.sh [--quick] [--device cpu|cuda] [--threads N] [--repeats N] [--wheels DIR] [--setup-only]
+#                [-- HARNESS-ARGS]
 #   bench/run.sh --download-wheels DIR [--for-gpu-host]
 #
-# --setup-only stops before the benchmark itself.
+# --setup-only stops before the benchmark itself. Arguments after -- go to
+# bench/harness.py, e.g. `-- --lengths 35,128,512 --nmf-sizes 64,256` for a
+# subset of the full plan (RESULTS.md then says "custom").
 # Steps: the peer's Python environment (bench/.venv: bench/requirements.txt, then
 # ecco==0.1.2 with --no-deps), a check that Ecco imports and generates on a tiny
 # model, a build of eccolo and bench_sgemm (build-bench/, RelWithDebInfo), the benchmark's
@@ -41,8 +44,9 @@ WHEELS="${ECCOLO_BENCH_WHEELS:-}"
 DOWNLOAD=""
 GPU_HOST=0
 SETUP_ONLY=0
+HARNESS=()
 ARGS="$*"
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) QUICK=(--quick) ;;
@@ -53,6 +57,7 @@ while [[ $# -gt 0 ]]; do
         --download-wheels) DOWNLOAD="$2"; shift ;;
         --for-gpu-host) GPU_HOST=1 ;;
         --setup-only) SETUP_ONLY=1 ;;
+        --) shift; HARNESS=("$@"); break ;;
         -h|--help) usage 0 ;;
         *) echo "bench/run.sh: unknown argument $1" >&2; usage 2 ;;
     esac
@@ -160,4 +165,4 @@ say "checkpoints"
 [[ "$SETUP_ONLY" == 1 ]] && { say "set up (--setup-only): not running the benchmark"; exit 0; }
 say "benchmark (progress below; every process's output goes to bench/work/$DEVICE/log.txt)"
 exec "$PY" bench/harness.py --device "$DEVICE" --threads "$THREADS" "${QUICK[@]}" "${REPEATS[@]}" \
-    --eccolo "$BUILD/eccolo" --sgemm "$BUILD/bench_sgemm" --command "bench/run.sh${ARGS:+ $ARGS}"
+    --eccolo "$BUILD/eccolo" --sgemm "$BUILD/bench_sgemm" --command "bench/run.sh${ARGS:+ $ARGS}" "${HARNESS[@]}"
