@@ -46,7 +46,7 @@ GPU_HOST=0
 SETUP_ONLY=0
 HARNESS=()
 ARGS="$*"
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) QUICK=(--quick) ;;

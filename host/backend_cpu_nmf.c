@@ -3,6 +3,8 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "backend.h"
 #include "backend_cpu.h"
@@ -21,21 +23,41 @@ static void cpu_mu_update(ecc_backend *be, float *x, const float *num, const flo
         x[i] *= num[i] / (den[i] > 0 ? den[i] : eps);
 }
 
+/* v > 0 ? v : +0 (NaN -> +0) as a mask on the bits: compilers turn the
+ * conditional into a branch, which the sign of v makes unpredictable */
+static inline float positive_part(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    u &= -(uint32_t)(v > 0.0f);
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+enum { HALS_ROWS = 8 }; /* rows swept together: independent sums keep the FPU busy */
+
+/* Each row on its own, in blocks of HALS_ROWS rows whose k-term sums run side
+ * by side; every row's sum runs over l = 0 .. k-1 in order, as one row alone
+ * would, so blocking changes no bit. */
 static void cpu_hals_update(ecc_backend *be, float *M, const float *P, const float *Q, int n, int k)
 {
-#pragma omp parallel for
-    for (int i = 0; i < n; i++) {
-        float *m = M + (int64_t)i * k;
-        const float *p = P + (int64_t)i * k;
+#pragma omp parallel for schedule(static)
+    for (int i0 = 0; i0 < n; i0 += HALS_ROWS) {
+        const int nr = n - i0 < HALS_ROWS ? n - i0 : HALS_ROWS;
+        float *m = M + (int64_t)i0 * k;
+        const float *p = P + (int64_t)i0 * k;
         for (int j = 0; j < k; j++) {
             float qjj = Q[(int64_t)j * k + j];
             if (!(qjj > 0))
                 continue;
-            float s = 0; /* m . Q[:, j] with the columns before j already updated */
-            for (int l = 0; l < k; l++)
-                s += m[l] * Q[(int64_t)l * k + j];
-            float v = m[j] + (p[j] - s) / qjj;
-            m[j] = v > 0 ? v : 0;
+            float s[HALS_ROWS] = {0}; /* row r: m_r . Q[:, j], the columns before j already updated */
+            for (int l = 0; l < k; l++) {
+                float q = Q[(int64_t)l * k + j];
+                for (int r = 0; r < nr; r++)
+                    s[r] += m[(int64_t)r * k + l] * q;
+            }
+            for (int r = 0; r < nr; r++)
+                m[(int64_t)r * k + j] = positive_part(m[(int64_t)r * k + j] + (p[(int64_t)r * k + j] - s[r]) / qjj);
         }
     }
 }

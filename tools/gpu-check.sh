@@ -8,8 +8,9 @@
 #      (on a GPU test failure: the failing tests again with ECCOLO_CUDA_SYNC_CHECK=1,
 #      and under compute-sanitizer when it is installed, to pin the fault to an op)
 #   4. GPU benchmarks: bench_backward --device cuda (and --device cpu at T=128 for
-#      the ratio); bench/run.sh --device cuda --quick when it and its Python
-#      environment exist (optional steps: shown, but they do not fail the check)
+#      the ratio); the error of --precision tf32 / bf16 (bench/precision_error.py);
+#      bench/run.sh --device cuda --quick when it and its Python environment exist
+#      (optional steps: shown, but they do not fail the check)
 # Every step has a time limit and its own log in OUTDIR; a failing step does
 # not stop the others. A short table comes last (also OUTDIR/summary.txt).
 # Exit status: 0 when every step passed, 1 otherwise.
@@ -124,6 +125,10 @@ if [[ $built -eq 1 ]]; then
                 "$OUT/bench-backward-cpu.log" "$BUILD/bench_backward" --device cpu --T 128 \
                 --json "$OUT/bench_backward_cpu.json" || true
         fi
+        # the error of --precision tf32 / bf16 against fp32 and the CPU (numpy only)
+        OPTIONAL=1 step "precision errors (bench/precision_error.py)" 90 "$OUT/precision.log" \
+            python3 "$REPO/bench/precision_error.py" --eccolo "$BUILD/eccolo" --out "$OUT/precision" \
+            --json "$OUT/precision.json" || true
         # the comparison with Ecco / PyTorch (bench/run.sh, its own build in build-bench/) needs its
         # Python environment: bench/.venv, or wheels in bench/wheels or $ECCOLO_BENCH_WHEELS
         wheels=()
@@ -180,6 +185,10 @@ ctest_line() { # LOG -> ctest's "N% tests passed, F tests failed out of M"
             grep -E '^(T |[0-9])' "$f" | sed 's/^/  /'
         fi
     done
+    if [[ -f $OUT/precision.log ]]; then
+        echo "precision errors:"
+        sed 's/^/  /' "$OUT/precision.log"
+    fi
     if [[ -f $OUT/bench-run.log ]]; then
         echo "bench/run.sh (last lines; bench/RESULTS.md has the table):"
         tail -n 8 "$OUT/bench-run.log" | sed 's/^/  /'
