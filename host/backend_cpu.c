@@ -49,18 +49,7 @@ static void cpu_copy2d(ecc_backend *be, void *dst, size_t dst_pitch, const void 
 }
 
 /* MemAvailable from /proc/meminfo (or SIZE_MAX when it cannot be read) */
-static size_t cpu_available(ecc_backend *be)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    unsigned long long kb = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb ? (size_t)kb * 1024 : SIZE_MAX;
-}
+static size_t cpu_available(ecc_backend *be) { return ecc_mem_available(); }
 static void cpu_synchronize(ecc_backend *be) {}
 static ecc_status cpu_status(ecc_backend *be) { return ECC_OK; }
 

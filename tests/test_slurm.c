@@ -38,45 +38,10 @@
 
 /* ---- helpers ----------------------------------------------------------------- */
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    char *s = NULL;
-    cr_assert(vasprintf(&s, f, ap) >= 0);
-    va_end(ap);
-    return s;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-static char *slurp(const char *path)
-{
-    char *data;
-    size_t len;
-    cr_assert_eq(ecc_read_file(path, 1u << 30, &data, &len), ECC_OK, "%s", ecc_last_error());
-    return data;
-}
-
-static cJSON *slurp_json(const char *path)
-{
-    char *t = slurp(path);
-    cJSON *j = cJSON_Parse(t);
-    cr_assert(j, "%s: not JSON:\n%s", path, t);
-    free(t);
-    return j;
 }
 
 static int on_path(const char *name)
@@ -376,7 +341,7 @@ static char *slurm_logs(void)
 
 Test(slurm, three_shards_match_a_local_batch)
 {
-    double t0 = now();
+    double t0 = ecc_now();
     char *dir = test_tmpdir("slurm-a"), *model = fixture_path("tiny-gpt2"), *prompts = fmt("%s/prompts.jsonl", dir);
     char *local = fmt("%s/local", dir), *out = fmt("%s/slurm out", dir); /* a blank in the path, too */
     enum { N = 12 };
@@ -405,10 +370,10 @@ Test(slurm, three_shards_match_a_local_batch)
     int rc = run_cli(NULL, &se, ARGS("batch", BATCH_OPTS, "--out", local));
     cr_assert_eq(rc, 0, "local batch: %s", se);
     free(se);
-    double t1 = now();
+    double t1 = ecc_now();
     rc = run_cli(&so, &se, ARGS("submit", "--scheduler", "slurm", "--shards", "3", "--time", "00:05:00", "--wait",
                                 "--", BATCH_OPTS, "--out", out));
-    double t2 = now();
+    double t2 = ecc_now();
     if (rc != 0) {
         char *logs = slurm_logs();
         cr_assert_fail("submit --wait: exit %d\nstdout: %s\nstderr: %s\nslurm logs:\n%s", rc, so, se, logs);
@@ -453,7 +418,7 @@ Test(slurm, three_shards_match_a_local_batch)
     cr_expect(strstr(so, "nothing to resubmit"), "%s", so);
     free(so);
     fprintf(stderr, "slurm (a): local batch %.1f s, submit --wait %.1f s, total %.1f s\n", t1 - t0, t2 - t1,
-            now() - t0);
+            ecc_now() - t0);
     cJSON_Delete(jobs);
     for (int i = 0; i < N; i++)
         free(ids[i]);
@@ -483,7 +448,7 @@ static int manifest_lines_of(const char *out, int s)
 
 Test(slurm, killed_shard_is_resubmitted)
 {
-    double t0 = now();
+    double t0 = ecc_now();
     char *dir = test_tmpdir("slurm-b"), *model = fixture_path("tiny-gpt2"), *prompts = fmt("%s/prompts.jsonl", dir);
     char *out = fmt("%s/out", dir);
     /* nine quick prompts; the slow shard T (that of the first) then gets two
@@ -517,8 +482,8 @@ Test(slurm, killed_shard_is_resubmitted)
     free(so), free(se);
 
     /* shard T has written a line: cancel its task, mid-run */
-    double deadline = now() + 90;
-    while (manifest_lines_of(out, T) < 1 && now() < deadline)
+    double deadline = ecc_now() + 90;
+    while (manifest_lines_of(out, T) < 1 && ecc_now() < deadline)
         sleep_ms(50);
     if (manifest_lines_of(out, T) < 1) {
         char *logs = slurm_logs();
@@ -529,14 +494,14 @@ Test(slurm, killed_shard_is_resubmitted)
     rc = run_prog(&log, ARGS("scancel", task));
     cr_assert_eq(rc, 0, "scancel %s: %s", task, log);
     free(log);
-    double t_cancel = now();
+    double t_cancel = ecc_now();
 
     /* until no task is pending or running */
     cJSON *st = NULL;
-    for (deadline = now() + 90;; sleep_ms(200)) {
+    for (deadline = ecc_now() + 90;; sleep_ms(200)) {
         st = status_json(out);
         const cJSON *states = cJSON_GetObjectItemCaseSensitive(st, "states");
-        if (jint(states, "pending") + jint(states, "running") == 0 || now() > deadline)
+        if (jint(states, "pending") + jint(states, "running") == 0 || ecc_now() > deadline)
             break;
         cJSON_Delete(st);
     }
@@ -566,7 +531,7 @@ Test(slurm, killed_shard_is_resubmitted)
     free(row), free(so), free(se);
 
     /* resubmit: only shard T */
-    double t_resub = now();
+    double t_resub = ecc_now();
     rc = run_cli(&so, &se, ARGS("submit", "--resubmit-failed", out, "--wait"));
     if (rc != 0) {
         char *logs = slurm_logs();
@@ -575,7 +540,7 @@ Test(slurm, killed_shard_is_resubmitted)
     char *want = fmt(": array %d of 3 shards", T);
     cr_expect(strstr(so, want), "stdout: %s", so);
     free(want), free(so), free(se);
-    double t_end = now();
+    double t_end = ecc_now();
     char *jobs_path = fmt("%s/slurm/jobs.json", out);
     cJSON *jobs = slurp_json(jobs_path);
     const cJSON *subs = cJSON_GetObjectItemCaseSensitive(jobs, "submissions");
@@ -602,7 +567,7 @@ Test(slurm, killed_shard_is_resubmitted)
     fprintf(stderr,
             "slurm (b): cancelled shard %d after %.1f s, stopped in %.1f s, resubmission ran %.1f s; total %.1f s; "
             "%d temporaries left in runs/\n",
-            T, t_cancel - t0, t_resub - t_cancel, t_end - t_resub, now() - t0, hidden);
+            T, t_cancel - t0, t_resub - t_cancel, t_end - t_resub, ecc_now() - t0, hidden);
     for (int i = 0; i < N; i++)
         free(ids[i]);
     free(dir), free(model), free(prompts), free(out), free(jobs_path);

@@ -25,34 +25,6 @@
 
 /* ---- helpers ----------------------------------------------------------------- */
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    char *s = NULL;
-    cr_assert(vasprintf(&s, f, ap) >= 0);
-    va_end(ap);
-    return s;
-}
-
-static char *slurp(const char *path)
-{
-    char *data;
-    size_t len;
-    cr_assert_eq(ecc_read_file(path, 1u << 30, &data, &len), ECC_OK, "%s", ecc_last_error());
-    return data;
-}
-
-static cJSON *slurp_json(const char *path)
-{
-    char *t = slurp(path);
-    cJSON *j = cJSON_Parse(t);
-    cr_assert(j, "%s: not JSON:\n%s", path, t);
-    free(t);
-    return j;
-}
-
 static void write_text(const char *path, const char *text) { write_file(path, text, strlen(text)); }
 
 static void write_exec(const char *path, const char *text)

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +162,33 @@ double rel_err_f(const float *a, const float *b, size_t n)
         den += (double)b[i] * (double)b[i];
     }
     return sqrt(num) / (sqrt(den) > 0 ? sqrt(den) : 1);
+}
+
+char *fmt(const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    char *s = NULL;
+    cr_assert(vasprintf(&s, f, ap) >= 0);
+    va_end(ap);
+    return s;
+}
+
+char *slurp(const char *path)
+{
+    char *data;
+    size_t len;
+    cr_assert_eq(ecc_read_file(path, 1u << 30, &data, &len), ECC_OK, "%s", ecc_last_error());
+    return data;
+}
+
+cJSON *slurp_json(const char *path)
+{
+    char *t = slurp(path);
+    cJSON *j = cJSON_Parse(t);
+    cr_assert(j, "%s: not JSON:\n%s", path, t);
+    free(t);
+    return j;
 }
 
 void write_file(const char *path, const void *data, size_t len)

@@ -33,6 +33,13 @@ int run_cli_env(char **out, char **err, const char *const *env_assignments, cons
 double rel_err(const float *a, const double *b, size_t n);
 double rel_err_f(const float *a, const float *b, size_t n);
 
+/* A malloc'd string printed from a format (aborts the test on failure). */
+char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+/* The whole file, NUL-terminated, malloc'd (aborts the test on failure);
+ * slurp_json parses it as JSON. */
+char *slurp(const char *path);
+cJSON *slurp_json(const char *path);
+
 /* Write a file (aborts the test on failure). */
 void write_file(const char *path, const void *data, size_t len);
 /* Copy every regular file of directory src into dst (created). */
