@@ -296,6 +296,38 @@ def eccolo_commit():
     return head + ("-dirty" if dirty else "")
 
 
+# ---- merging with the saved results of an earlier run ---------------------------------------
+
+RUN_KEYS = ("date", "command", "mode", "eccolo_commit", "wall_s", "loadavg_start", "loadavg_end", "plan")
+
+
+def merge(out, old):
+    """Keep the rows of `old` (an earlier run's results dict, same device) that `out` does not repeat.
+    Every row carries `run`, the date of the run it comes from; out["meta"]["earlier_runs"] describes
+    the earlier runs that still have rows. Rows are ordered as a full run orders them."""
+    meta, ometa = out["meta"], old["meta"]
+    for r in out["workloads"] + out["nmf"]:
+        r["run"] = meta["date"]
+    for r in old["workloads"] + old["nmf"]:
+        r.setdefault("run", ometa["date"])
+    tags = {w["tag"] for w in out["workloads"]}
+    sources = {r["source"] for r in out["nmf"]}
+    out["workloads"] += [w for w in old["workloads"] if w["tag"] not in tags]
+    out["nmf"] += [r for r in old["nmf"] if r["source"] not in sources]
+    model_order = lambda m: (m != "distilgpt2", m)  # noqa: E731
+    out["workloads"].sort(key=lambda w: (w["method"] != "grad_x_input", model_order(w["model"]), w["generate"]))
+    out["nmf"].sort(key=lambda r: ("eccolo run" in r["source"], model_order(r["model"]), r["T"]))
+    runs = {r["date"]: r for r in ometa.get("earlier_runs", [])}
+    runs[ometa["date"]] = {k: ometa.get(k) for k in RUN_KEYS}
+    used = {r["run"] for r in out["workloads"] + out["nmf"]} - {meta["date"]}
+    meta["earlier_runs"] = [runs[d] for d in sorted(used) if d in runs]
+    if not meta.get("versions"):
+        meta["versions"] = ometa.get("versions", {})
+    for k, v in ometa.get("models", {}).items():
+        meta.setdefault("models", {}).setdefault(k, v)
+    return out
+
+
 # ---- the whole benchmark -------------------------------------------------------------------
 
 def main():
@@ -314,6 +346,9 @@ def main():
     p.add_argument("--ig", help="override: generated lengths with integrated gradients ('' for none)")
     p.add_argument("--nmf-sizes", help="override: T of the NMF-only runs on gpt2 ('' for none)")
     p.add_argument("--command", default="bench/run.sh", help="how this run was started (for the report)")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of the saved bench/results/<device>.json that this run does not repeat "
+                        "(e.g. add the 1024-token workloads to an earlier run's table)")
     a = p.parse_args()
     if a.repeats is None:
         a.repeats = 1 if a.quick else 3
@@ -429,6 +464,9 @@ def main():
     out = dict(meta=meta, workloads=results, nmf=nmf_rows)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     jpath = os.path.join(HERE, "results", f"{a.device}.json")
+    if a.merge and os.path.exists(jpath):
+        with open(jpath) as f:
+            out = merge(out, json.load(f))
     with open(jpath, "w") as f:
         json.dump(out, f, indent=1)
     import report

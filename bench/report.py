@@ -111,7 +111,17 @@ def section(out, png):
     if pl.get("nmf_sizes"):
         what += f"; NMF of gpt2 activations at T = {nums(pl['nmf_sizes'])}"
     L.append(f"Run {meta['date']} by `{meta['command']}`, {mode} ({what}), in {meta['wall_s'] / 60:.1f} min.")
+    marks = {r["date"]: sym for r, sym in zip(meta.get("earlier_runs", []), "†‡§¶")}
+    for r in meta.get("earlier_runs", []):
+        la = r.get("loadavg_start") or [0]
+        L.append(f"Rows marked {marks[r['date']]} come from an earlier run kept by `--merge`: {r['date']} by "
+                 f"`{r['command']}`, eccolo {r['eccolo_commit']}, in {r['wall_s'] / 60:.1f} min, load average "
+                 f"{la[0]:.2f} at its start.")
     L.append("")
+
+    def name(w):
+        """a workload's name in the tables, with its run's mark"""
+        return f"{label(w)} · {w.get('G', w['generate'])}{marks.get(w.get('run'), '')}"
     gpu = f"; GPU: {mc['gpu']}" if mc.get("gpu") else ""
     L.append(f"- Machine: {mc['cpu']}, {mc['cores']} cores, {mc['ram_gib']} GiB RAM{gpu}. "
              f"Load average {meta['loadavg_start'][0]:.2f} at the start, {meta['loadavg_end'][0]:.2f} at the end"
@@ -146,11 +156,11 @@ def section(out, png):
         return f"{100 * cpu / (meta['threads'] * wall):.0f} %" if cpu is not None and wall else "–"
     for w in work:
         if "error" in w and "eccolo" not in w:
-            L.append(f"| {label(w)} · {w['generate']} | – | failed: {w['error'][:120]} | | | | | | |")
+            L.append(f"| {name(w)} | – | failed: {w['error'][:120]} | | | | | | |")
             continue
         e, o = w["ecco"], w["eccolo"]
         last = o["runs"][-1] if o.get("runs") else {}
-        L.append(f"| {label(w)} · {w['G']} | {w['n_input']} + {w['G']} | {s(e['total_s'])} | {s(o['total_s'])} "
+        L.append(f"| {name(w)} | {w['n_input']} + {w['G']} | {s(e['total_s'])} | {s(o['total_s'])} "
                  f"| **{w['speedup']:.1f}×** | {e['repeats']}, {o['repeats']} | {e['peak_rss_mib']:.0f} "
                  f"| {o['peak_rss_mib']:.0f} | {use(e.get('process_cpu_s'), e.get('process_wall_s'))}, "
                  f"{use(last.get('process_cpu_s'), last.get('process_wall_s'))} |")
@@ -172,7 +182,7 @@ def section(out, png):
         if "eccolo" not in w:
             continue
         t = w["eccolo"]["timings"]
-        L.append(f"| {label(w)} · {w['G']} | " + " | ".join(
+        L.append(f"| {name(w)} | " + " | ".join(
             s(t[p]) if t.get(p) else "–" for p in
             ["setup", "prefill", "decode", "explain_forward", "backward", "integrated_gradients", "total"])
             + f" | {s(t.get('load'))} |")
@@ -189,7 +199,7 @@ def section(out, png):
         a = w.get("agreement")
         if not a:
             continue
-        L.append(f"| {label(w)} · {w['G']} | {g(a.get('attribution_max_abs'))} | "
+        L.append(f"| {name(w)} | {g(a.get('attribution_max_abs'))} | "
                  f"{g(a.get('attribution_max_row_rel'))} | {g(a.get('activations_max_abs'))} | "
                  f"{g(a.get('activations_max_abs_rel'))} |")
     L += ["", "### NMF, 10 components", ""]
@@ -206,13 +216,13 @@ def section(out, png):
     L.append("|---|---|---|---|---|---|---:|")
     for r in out["nmf"]:
         if "error" in r and "sklearn_full" not in r:
-            L.append(f"| {r['source']} | failed: {r['error'][:120]} | | | | | |")
+            L.append(f"| {r['source']}{marks.get(r.get('run'), '')} | failed: {r['error'][:120]} | | | | | |")
             continue
         sk, hals = r.get("sklearn_full"), r.get("eccolo_hals")
         shape = f"{sk['rows']} × {sk['cols']}" if sk and "rows" in sk else "–"
         ratio = (f"{sk['seconds'] / hals['seconds']:.1f}×" if sk and hals and "seconds" in sk and
                  "seconds" in hals and hals["seconds"] > 0 else "–")
-        L.append(f"| {r['source']} | {shape} | {nmf_cell(r.get('ecco'))} | {nmf_cell(sk)} | "
+        L.append(f"| {r['source']}{marks.get(r.get('run'), '')} | {shape} | {nmf_cell(r.get('ecco'))} | {nmf_cell(sk)} | "
                  f"{nmf_cell(r.get('eccolo_mu'))} | {nmf_cell(hals)} | {ratio} |")
     L += ["", "### GFLOP/s of eccolo's explanation passes", ""]
     L.append("FLOPs counted from the shapes (as bench/bench_backward.c counts them): backward = the matrix "
@@ -235,7 +245,7 @@ def section(out, png):
         def sg(key):
             shp = "×".join(map(str, f[key + "_sgemm_shape"]))
             return f"{rate(f.get(key + '_sgemm_gflops'))} ({shp})"
-        L.append(f"| {label(w)} · {w['G']} | {f['backward_gflop']:.0f} | {s(f['backward_s'])} | "
+        L.append(f"| {name(w)} | {f['backward_gflop']:.0f} | {s(f['backward_s'])} | "
                  f"{rate(f['backward_gflops'])} | {sg('backward')} | {f['forward_gflop']:.1f} | "
                  f"{s(f['forward_s'])} | {rate(f['forward_gflops'])} | {sg('forward')} |")
     if meta.get("sgemm_error"):
