@@ -110,6 +110,8 @@ def section(out, png):
         what += f", integrated gradients at {nums(pl['ig'])}"
     if pl.get("nmf_sizes"):
         what += f"; NMF of gpt2 activations at T = {nums(pl['nmf_sizes'])}"
+    if meta.get("mode") == "nmf-only":
+        mode, what = "NMF only", "the NMF comparisons again, on the activations of the earlier runs' workloads"
     L.append(f"Run {meta['date']} by `{meta['command']}`, {mode} ({what}), in {meta['wall_s'] / 60:.1f} min.")
     marks = {r["date"]: sym for r, sym in zip(meta.get("earlier_runs", []), "†‡§¶")}
     for r in meta.get("earlier_runs", []):
@@ -124,9 +126,10 @@ def section(out, png):
         return f"{label(w)} · {w.get('G', w['generate'])}{marks.get(w.get('run'), '')}"
     gpu = f"; GPU: {mc['gpu']}" if mc.get("gpu") else ""
     L.append(f"- Machine: {mc['cpu']}, {mc['cores']} cores, {mc['ram_gib']} GiB RAM{gpu}. "
-             f"Load average {meta['loadavg_start'][0]:.2f} at the start, {meta['loadavg_end'][0]:.2f} at the end"
-             + (" — other work was running on the machine, so the times are noisy." if
-                max(meta["loadavg_start"][0], meta["loadavg_end"][0]) > 0.5 * mc["cores"] else "."))
+             f"Load average {meta['loadavg_start'][0]:.2f} at the start, {meta['loadavg_end'][0]:.2f} at the end "
+             f"(the benchmark's own {meta['threads']} threads count in the second)"
+             + (" — other work was running on the machine when it started, so the times are noisy." if
+                meta["loadavg_start"][0] > 0.5 * mc["cores"] else "."))
     info = "; ".join(x for x in meta.get("eccolo_info", [])[1:3])
     L.append(f"- eccolo {meta['eccolo_commit']} ({info}), `--threads {meta['threads']}`.")
     L.append(f"- Ecco {v.get('ecco')} with torch {v.get('torch')}, transformers {v.get('transformers')}, "

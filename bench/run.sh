@@ -45,7 +45,11 @@ DOWNLOAD=""
 GPU_HOST=0
 SETUP_ONLY=0
 HARNESS=()
-ARGS="$*"
+ARGS=""
+for a in "$@"; do  # the command as typed, empty arguments quoted (the report quotes it)
+    if [[ -z $a ]]; then ARGS+=" ''"; else ARGS+=" $a"; fi
+done
+ARGS="${ARGS# }"
 usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
