@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "backend_cpu.h"
+#include "util.h"
 
 static void cpu_gemm(ecc_backend *be, float *out, const float *A, const float *B, int M, int N, int K, int transA,
                      int transB, float alpha, float beta)
@@ -34,31 +35,71 @@ static inline float positive_part(float v)
     return v;
 }
 
-enum { HALS_ROWS = 8 }; /* rows swept together: independent sums keep the FPU busy */
+enum { HALS_ROWS = 64, HALS_K = 128 }; /* a block: HALS_ROWS rows, transposed; for k <= HALS_K */
 
-/* Each row on its own, in blocks of HALS_ROWS rows whose k-term sums run side
- * by side; every row's sum runs over l = 0 .. k-1 in order, as one row alone
- * would, so blocking changes no bit. */
+/* HALS_ROWS rows of m (n, k), p (n, k) (nr of them real, the rest computed on
+ * stale scratch and dropped), transposed into mt (k, HALS_ROWS) so that every
+ * step runs along the rows. Each row as in hals_row; the fixed block width
+ * lets the compiler vectorise the steps. */
+ECC_SIMD_CLONES static void hals_block(float *m, const float *p, const float *Q, int nr, int k,
+                                       float mt[HALS_K][HALS_ROWS])
+{
+    for (int r = 0; r < nr; r++)
+        for (int l = 0; l < k; l++)
+            mt[l][r] = m[(int64_t)r * k + l];
+    float s[HALS_ROWS], pj[HALS_ROWS] = {0};
+    for (int j = 0; j < k; j++) {
+        const float qjj = Q[(int64_t)j * k + j];
+        if (!(qjj > 0))
+            continue;
+        for (int r = 0; r < nr; r++)
+            pj[r] = p[(int64_t)r * k + j];
+        for (int r = 0; r < HALS_ROWS; r++)
+            s[r] = 0;
+        for (int l = 0; l < k; l++) {
+            const float q = Q[(int64_t)l * k + j];
+            for (int r = 0; r < HALS_ROWS; r++)
+                s[r] += mt[l][r] * q;
+        }
+        for (int r = 0; r < HALS_ROWS; r++)
+            mt[j][r] = positive_part(mt[j][r] + (pj[r] - s[r]) / qjj);
+    }
+    for (int r = 0; r < nr; r++)
+        for (int l = 0; l < k; l++)
+            m[(int64_t)r * k + l] = mt[l][r];
+}
+
+/* One row m (k) with p (k): for each column j in order,
+ *   m[j] = max(0, m[j] + (p[j] - m . Q[:, j]) / Q[j, j]),
+ * the dot product summed over l = 0 .. k-1 in order, from the row as updated so far. */
+static void hals_row(float *m, const float *p, const float *Q, int k)
+{
+    for (int j = 0; j < k; j++) {
+        const float qjj = Q[(int64_t)j * k + j];
+        if (!(qjj > 0))
+            continue;
+        float s = 0;
+        for (int l = 0; l < k; l++)
+            s += m[l] * Q[(int64_t)l * k + j];
+        m[j] = positive_part(m[j] + (p[j] - s) / qjj);
+    }
+}
+
+/* Each row of M (n, k) on its own: rows are independent. */
 static void cpu_hals_update(ecc_backend *be, float *M, const float *P, const float *Q, int n, int k)
 {
+    if (k > HALS_K) {
 #pragma omp parallel for schedule(static)
-    for (int i0 = 0; i0 < n; i0 += HALS_ROWS) {
-        const int nr = n - i0 < HALS_ROWS ? n - i0 : HALS_ROWS;
-        float *m = M + (int64_t)i0 * k;
-        const float *p = P + (int64_t)i0 * k;
-        for (int j = 0; j < k; j++) {
-            float qjj = Q[(int64_t)j * k + j];
-            if (!(qjj > 0))
-                continue;
-            float s[HALS_ROWS] = {0}; /* row r: m_r . Q[:, j], the columns before j already updated */
-            for (int l = 0; l < k; l++) {
-                float q = Q[(int64_t)l * k + j];
-                for (int r = 0; r < nr; r++)
-                    s[r] += m[(int64_t)r * k + l] * q;
-            }
-            for (int r = 0; r < nr; r++)
-                m[(int64_t)r * k + j] = positive_part(m[(int64_t)r * k + j] + (p[(int64_t)r * k + j] - s[r]) / qjj);
-        }
+        for (int i = 0; i < n; i++)
+            hals_row(M + (int64_t)i * k, P + (int64_t)i * k, Q, k);
+        return;
+    }
+#pragma omp parallel
+    {
+        float mt[HALS_K][HALS_ROWS] = {{0}};
+#pragma omp for schedule(static)
+        for (int i0 = 0; i0 < n; i0 += HALS_ROWS)
+            hals_block(M + (int64_t)i0 * k, P + (int64_t)i0 * k, Q, ECC_MIN(HALS_ROWS, n - i0), k, mt);
     }
 }
 

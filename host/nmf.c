@@ -137,6 +137,7 @@ ecc_status ecc_nmf_initialise(float *W, float *H, const float *X, int T, int F, 
 
 typedef struct nmf_bufs {
     float *X;      /* (T, F) */
+    float *Xt;     /* (F, T) X^T, stored: X^T W as a plain product (BLAS packs a transposed X twice as slowly) */
     float *W;      /* (T, k) */
     float *Ht;     /* (F, k) */
     float *PW;     /* (T, k) X Ht */
@@ -145,6 +146,22 @@ typedef struct nmf_bufs {
     float *QH;     /* (k, k) W^T W */
     float *DW, *DH; /* (T, k), (F, k) denominators of the multiplicative update */
 } nmf_bufs;
+
+/* X^T (F, T) of X (T, F), in 32 x 32 tiles; NULL when out of memory */
+static float *transposed(const float *X, int T, int F)
+{
+    float *Xt = ecc_malloc(sizeof(float) * (size_t)T * F, "the transposed activation matrix");
+    if (!Xt)
+        return NULL;
+    enum { TILE = 32 };
+#pragma omp parallel for schedule(static)
+    for (int f0 = 0; f0 < F; f0 += TILE)
+        for (int t0 = 0; t0 < T; t0 += TILE)
+            for (int f = f0; f < ECC_MIN(f0 + TILE, F); f++)
+                for (int t = t0; t < ECC_MIN(t0 + TILE, T); t++)
+                    Xt[(int64_t)f * T + t] = X[(int64_t)t * F + f];
+    return Xt;
+}
 
 /* One update of M (n, k) given P (n, k) and the Gram matrix Q (k, k). */
 static void update(ecc_backend *be, const ecc_nmf_options *o, float *M, const float *P, const float *Q, float *D,
@@ -192,8 +209,10 @@ ecc_status ecc_nmf(ecc_nmf_result *res, ecc_backend *be, const float *X, int T, 
     void **all[] = {(void **)&b.W, (void **)&b.Ht, (void **)&b.PW, (void **)&b.PH, (void **)&b.QW, (void **)&b.QH,
                     (void **)&b.DW, (void **)&b.DH};
     size_t sizes[] = {tk, fk, tk, fk, (size_t)k * k, (size_t)k * k, tk, fk};
+    float *Xt = transposed(X, T, F);
     b.X = be->mirror(be, X, (size_t)T * F * f4, "the activation matrix");
-    int ok = b.X != NULL;
+    b.Xt = Xt ? be->mirror(be, Xt, (size_t)T * F * f4, "the activation matrix, transposed") : NULL;
+    int ok = b.X != NULL && b.Xt != NULL;
     for (size_t i = 0; ok && i < sizeof sizes / sizeof *sizes; i++)
         ok = (*all[i] = be->alloc(be, sizes[i] * f4, "NMF")) != NULL;
     if (ok) {
@@ -205,8 +224,8 @@ ecc_status ecc_nmf(ecc_nmf_result *res, ecc_backend *be, const float *X, int T, 
         be->upload(be, b.W, res->W, tk * f4);
         double xx = be->dot(be, b.X, b.X, (int64_t)T * F);
         /* the initial error */
-        be->gemm(be, b.PH, b.X, b.W, F, k, T, 1, 0, 1.0f, 0.0f); /* X^T W */
-        be->gemm(be, b.QH, b.W, b.W, k, k, T, 1, 0, 1.0f, 0.0f); /* W^T W */
+        be->gemm(be, b.PH, b.Xt, b.W, F, k, T, 0, 0, 1.0f, 0.0f); /* X^T W */
+        be->gemm(be, b.QH, b.W, b.W, k, k, T, 1, 0, 1.0f, 0.0f);  /* W^T W */
         be->gemm(be, b.QW, b.Ht, b.Ht, k, k, F, 1, 0, 1.0f, 0.0f); /* Ht^T Ht */
         ecc_nvtx_push("nmf");
         double err0 = error_of(be, &b, xx, F, k), prev = err0;
@@ -216,8 +235,8 @@ ecc_status ecc_nmf(ecc_nmf_result *res, ecc_backend *be, const float *X, int T, 
             be->gemm(be, b.PW, b.X, b.Ht, T, k, F, 0, 0, 1.0f, 0.0f);  /* X Ht */
             be->gemm(be, b.QW, b.Ht, b.Ht, k, k, F, 1, 0, 1.0f, 0.0f); /* Ht^T Ht */
             update(be, o, b.W, b.PW, b.QW, b.DW, T);
-            be->gemm(be, b.PH, b.X, b.W, F, k, T, 1, 0, 1.0f, 0.0f); /* X^T W */
-            be->gemm(be, b.QH, b.W, b.W, k, k, T, 1, 0, 1.0f, 0.0f); /* W^T W */
+            be->gemm(be, b.PH, b.Xt, b.W, F, k, T, 0, 0, 1.0f, 0.0f); /* X^T W */
+            be->gemm(be, b.QH, b.W, b.W, k, k, T, 1, 0, 1.0f, 0.0f);  /* W^T W */
             update(be, o, b.Ht, b.PH, b.QH, b.DH, F);
             if (o->tol > 0 && it % 10 == 0) {
                 be->gemm(be, b.QW, b.Ht, b.Ht, k, k, F, 1, 0, 1.0f, 0.0f);
@@ -228,7 +247,7 @@ ecc_status ecc_nmf(ecc_nmf_result *res, ecc_backend *be, const float *X, int T, 
             }
         }
         /* the final error, from fresh products */
-        be->gemm(be, b.PH, b.X, b.W, F, k, T, 1, 0, 1.0f, 0.0f);
+        be->gemm(be, b.PH, b.Xt, b.W, F, k, T, 0, 0, 1.0f, 0.0f);
         be->gemm(be, b.QH, b.W, b.W, k, k, T, 1, 0, 1.0f, 0.0f);
         be->gemm(be, b.QW, b.Ht, b.Ht, k, k, F, 1, 0, 1.0f, 0.0f);
         res->rel_error = xx > 0 ? error_of(be, &b, xx, F, k) / sqrt(xx) : 0;
@@ -247,6 +266,9 @@ ecc_status ecc_nmf(ecc_nmf_result *res, ecc_backend *be, const float *X, int T, 
             be->free(be, *all[i]);
     if (b.X)
         be->unmirror(be, b.X);
+    if (b.Xt)
+        be->unmirror(be, b.Xt);
+    free(Xt);
     free(H);
     ecc_status st = ok ? be->status(be) : ECC_ERR_NOMEM;
     if (st != ECC_OK)

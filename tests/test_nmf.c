@@ -154,6 +154,57 @@ Test(nmf, one_multiplicative_update_equals_the_float64_formula)
     be->destroy(be);
 }
 
+/* The backend's HALS sweep against the same sweep in float64: blocks of 64
+ * rows with a partial last block (n = 100, 37), the row-by-row path for
+ * k > 128, and a column whose Q[j, j] <= 0, which stays as it was. */
+Test(nmf, hals_update_equals_the_float64_sweep)
+{
+    ecc_backend *be;
+    cr_assert_eq(ecc_backend_cpu_create(&be, 0), ECC_OK);
+    const int shapes[][2] = {{100, 10}, {37, 3}, {37, 130}};
+    uint64_t seed = 5;
+    for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++) {
+        const int n = shapes[sh][0], k = shapes[sh][1];
+        float *M = malloc(sizeof(float) * n * k), *P = malloc(sizeof(float) * n * k), *Q = malloc(sizeof(float) * k * k);
+        float *G = malloc(sizeof(float) * 2 * k * k);
+        double *ref = malloc(sizeof(double) * n * k);
+        for (int i = 0; i < n * k; i++) {
+            M[i] = test_uniform(&seed);
+            P[i] = 4 * test_uniform(&seed) - 1;
+            ref[i] = M[i];
+        }
+        for (int i = 0; i < 2 * k * k; i++) /* Q = G^T G + I: a Gram matrix, as the solver passes */
+            G[i] = test_uniform(&seed);
+        for (int a = 0; a < k; a++)
+            for (int b = 0; b < k; b++) {
+                double q = a == b;
+                for (int r = 0; r < 2 * k; r++)
+                    q += (double)G[r * k + a] * G[r * k + b];
+                Q[a * k + b] = (float)q;
+            }
+        Q[(k / 2) * k + k / 2] = 0; /* column k/2 is skipped */
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < k; j++) {
+                if (!(Q[j * k + j] > 0))
+                    continue;
+                double s = 0;
+                for (int l = 0; l < k; l++)
+                    s += ref[i * k + l] * Q[l * k + j];
+                double v = ref[i * k + j] + (P[i * k + j] - s) / Q[j * k + j];
+                ref[i * k + j] = v > 0 ? v : 0;
+            }
+        be->hals_update(be, M, P, Q, n, k);
+        double e = rel_err(M, ref, (size_t)n * k);
+        cr_expect(e < 1e-5, "hals_update n=%d k=%d: %.3g from the float64 sweep", n, k, e);
+        int kept = 1;
+        for (int i = 0; i < n; i++)
+            kept &= M[i * k + k / 2] == (float)ref[i * k + k / 2];
+        cr_expect(kept, "hals_update n=%d k=%d changed the column whose Q[j, j] is 0", n, k);
+        free(M), free(P), free(Q), free(G), free(ref);
+    }
+    be->destroy(be);
+}
+
 Test(nmf, nndsvd_initialisation_equals_scikit_learn)
 {
     int T, F;

@@ -219,3 +219,11 @@ void copy_dir(const char *src, const char *dst)
     }
     closedir(d);
 }
+
+double test_uniform(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return (double)(*state >> 11) / 9007199254740992.0;
+}

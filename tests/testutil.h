@@ -29,6 +29,9 @@ int run_cli(char **out, char **err, const char *const *args);
  * child only. */
 int run_cli_env(char **out, char **err, const char *const *env_assignments, const char *const *args);
 
+/* Uniform in [0, 1) from a xorshift64 state (non-zero), 53 bits. */
+double test_uniform(uint64_t *state);
+
 /* ||a - b||_2 / ||b||_2 over n values (double accumulation). */
 double rel_err(const float *a, const double *b, size_t n);
 double rel_err_f(const float *a, const float *b, size_t n);
