@@ -150,10 +150,11 @@ struct ecc_backend {
     /* Causal attention backward for the packed targets: from datty (R, C),
      * the gradient of the attention output, to dqkv (R, 3C) (q | k | v), given
      * the saved forward qkv (rows seq * T + i, 3C) and probabilities att
-     * (seq, NH, T, T). */
+     * (seq, NH, T, T). h_tg_n is the host's copy of tg_n (the CUDA backend
+     * plans its sub-batches from it without reading tg_n back). */
     void (*attention_backward)(ecc_backend *be, float *dqkv, const float *datty, const float *qkv, const float *att,
-                               const int32_t *tg_seq, const int32_t *tg_n, const int64_t *tg_off, int J, int T,
-                               int C, int NH, float scale);
+                               const int32_t *tg_seq, const int32_t *tg_n, const int32_t *h_tg_n,
+                               const int64_t *tg_off, int J, int T, int C, int NH, float scale);
 
     /* Saliency of each target: for i < n_j,
      *   v = grad[off_j + i] (* mult[rowpos] when mult is not NULL)

@@ -106,7 +106,8 @@ static void cpu_gelu_backward(ecc_backend *be, float *dinp, const float *dout, c
  * parallel region). */
 static void cpu_attention_backward(ecc_backend *be, float *dqkv, const float *datty, const float *qkv,
                                    const float *att, const int32_t *tg_seq, const int32_t *tg_n,
-                                   const int64_t *tg_off, int J, int T, int C, int NH, float scale)
+                                   const int32_t *h_tg_n, const int64_t *tg_off, int J, int T, int C, int NH,
+                                   float scale)
 {
     float *tiles = ecc_cpu_scratch(be);
     const int hd = C / NH;

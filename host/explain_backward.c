@@ -273,7 +273,7 @@ void bwd_run(bwd *b, const ecc_dmodel *dm, const saves *s, int J, int64_t R, ecc
             be->matmul_wt(be, b->dsmall, b->dres, p[ECC_P_ATTPROJW] + Ls * lc * lc, (int)R, C, C);
         }
         be->attention_backward(be, b->dbig, b->dsmall, s->qkv + Ls * N * 3 * C, s->att + Ls * s->A * NH * s->T * s->T,
-                               b->tg_seq, b->tg_n, b->tg_off, J, s->T, C, NH, scale);
+                               b->tg_seq, b->tg_n, b->h_n, b->tg_off, J, s->T, C, NH, scale);
         be->matmul_wt(be, b->dsmall, b->dbig, p[ECC_P_QKVW] + Ls * lc * 3 * lc, (int)R, 3 * C, C);
         be->layernorm_backward(be, b->dres, b->dsmall, s->res + Ls * N * C, s->mean1 + Ls * N, s->rstd1 + Ls * N,
                                p[ECC_P_LN1W] + Ls * lc, b->rowpos, NULL, (int)R, C);

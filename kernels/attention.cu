@@ -202,10 +202,10 @@ static void cu_attention(ecc_backend *be, float *out, float *att, int64_t att_he
 // P (zeros outside the causal triangle and below row n), and an unpack kernel
 // writes dQ, dK, dV back to the packed rows. The padding is exact: padded rows
 // of dO are zero, so their dP, dS and their contribution to dK and dV vanish,
-// and padded columns of P and dS are zero. The planner needs the n_j on the
-// host: one small read-back of tg_n per call (an interface that passed the
-// host's copy would save it). cuBLAS is deterministic on one stream, and the
-// row sums run in a fixed order, so the result is deterministic.
+// and padded columns of P and dS are zero. The planner reads the n_j from the
+// host's copy the orchestration passes (h_tg_n), so no call waits for the
+// device. cuBLAS is deterministic on one stream, and the row sums run in a
+// fixed order, so the result is deterministic.
 //
 // Tiles of a sub-batch of np pairs (ldS = round4(m), ldH = round4(hd)):
 //   S (np, m, ldS) | P (np, m, ldS) | dO, Q, K, V (np, m, ldH) each
@@ -321,20 +321,14 @@ static void attn_bwd_subbatch(cuda_ctx *ctx, float *dqkv, const float *datty, co
 }
 
 static void cu_attention_backward(ecc_backend *be, float *dqkv, const float *datty, const float *qkv, const float *att,
-                                  const int32_t *tg_seq, const int32_t *tg_n, const int64_t *tg_off, int J, int T,
-                                  int C, int NH, float scale)
+                                  const int32_t *tg_seq, const int32_t *tg_n, const int32_t *h_tg_n,
+                                  const int64_t *tg_off, int J, int T, int C, int NH, float scale)
 {
     cuda_ctx *ctx = ctx_of(be);
     if (!cu_ok(ctx) || J <= 0 || C <= 0 || NH <= 0)
         return;
     const int hd = C / NH;
-    // the row counts of the targets, for the padding plan
-    if (!cu_pinned_reserve(ctx, &ctx->h_tgn, &ctx->h_tgn_cap, (size_t)J * sizeof(int32_t)) ||
-        !CUDA_CHECK(ctx, cudaMemcpyAsync(ctx->h_tgn, tg_n, (size_t)J * sizeof(int32_t), cudaMemcpyDeviceToHost,
-                                         ctx->stream)) ||
-        !CUDA_CHECK(ctx, cudaStreamSynchronize(ctx->stream)))
-        return;
-    const int32_t *n = (const int32_t *)ctx->h_tgn;
+    const int32_t *n = h_tg_n; // the row counts of the targets, for the padding plan (host memory)
     int nmax = 0;
     for (int j = 0; j < J; j++) {
         if (n[j] < 0 || n[j] > T) {

@@ -74,8 +74,6 @@ typedef struct cuda_ctx {
     // attention backward: padded tiles (be->reserve) and the host copy of tg_n
     float *tiles;
     size_t tiles_floats;
-    void *h_tgn;             // pinned int32 copy of tg_n
-    size_t h_tgn_cap;
 
     // pick (sampling): sort buffers, allocated on the first sampled token
     float *sort_keys, *sort_keys2;
@@ -122,8 +120,6 @@ void cu_gemm_rm(cuda_ctx *ctx, int transA, int transB, int M, int N, int K, floa
                 long long sA, const float *B, int ldb, long long sB, float beta, float *C, int ldc, long long sC,
                 int batch);
 
-// Pinned host memory that grows (used by ops that read a small table back).
-bool cu_pinned_reserve(cuda_ctx *ctx, void **p, size_t *cap_bytes, size_t need_bytes);
 // Device memory that grows (op-private buffers; freed at destroy). cudaMalloc only when it grows.
 bool cu_device_reserve(cuda_ctx *ctx, void **p, size_t *cap_bytes, size_t need_bytes, const char *what);
 

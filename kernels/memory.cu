@@ -86,27 +86,6 @@ static ecc_status cu_status(ecc_backend *be)
 
 // ---- growing buffers -------------------------------------------------------------
 
-bool cu_pinned_reserve(cuda_ctx *ctx, void **p, size_t *cap_bytes, size_t need_bytes)
-{
-    if (*p && *cap_bytes >= need_bytes)
-        return true;
-    if (*p) {
-        // the old buffer may be the source or target of a queued copy
-        if (!CUDA_CHECK(ctx, cudaStreamSynchronize(ctx->stream)))
-            return false;
-        CUDA_CHECK(ctx, cudaFreeHost(*p));
-        *p = NULL;
-        *cap_bytes = 0;
-    }
-    size_t n = need_bytes < 4096 ? 4096 : need_bytes;
-    if (!CUDA_CHECK(ctx, cudaMallocHost(p, n))) {
-        *p = NULL;
-        return false;
-    }
-    *cap_bytes = n;
-    return true;
-}
-
 bool cu_device_reserve(cuda_ctx *ctx, void **p, size_t *cap_bytes, size_t need_bytes, const char *what)
 {
     if (*p && *cap_bytes >= need_bytes)
@@ -363,8 +342,6 @@ void ecc_cuda_free_resources(cuda_ctx *ctx)
         (void)cudaFreeHost(ctx->stage);
     if (ctx->h_small)
         (void)cudaFreeHost(ctx->h_small);
-    if (ctx->h_tgn)
-        (void)cudaFreeHost(ctx->h_tgn);
     for (int i = 0; i < ECC_CU_STAGE_SLOTS; i++)
         if (ctx->stage_ev[i])
             (void)cudaEventDestroy(ctx->stage_ev[i]);

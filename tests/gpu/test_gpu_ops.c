@@ -504,7 +504,7 @@ static void attn_bwd_case(ecc_backend *g, ecc_backend *c, int A, int T, int C, i
           *got = malloc(sizeof(float) * R * 3 * C);
     size_t bytes;
     cr_assert_eq(c->reserve(c, T, &bytes), ECC_OK);
-    c->attention_backward(c, ref, datty, qkv, att, seq, n, off, J, T, C, NH, scale);
+    c->attention_backward(c, ref, datty, qkv, att, seq, n, n, off, J, T, C, NH, scale);
     if (reserve)
         cr_assert_eq(g->reserve(g, T, &bytes), ECC_OK, "%s", ecc_last_error());
     dbuf bd, bdat, bq, ba, bs, bn, bo;
@@ -512,7 +512,7 @@ static void attn_bwd_case(ecc_backend *g, ecc_backend *c, int A, int T, int C, i
     g->attention_backward(
         g, dd, dfrom(&bdat, g, datty, sizeof(float) * R * C), dfrom(&bq, g, qkv, sizeof(float) * A * T * 3 * C),
         dfrom(&ba, g, att, sizeof(float) * A * NH * T * T), dfrom(&bs, g, seq, sizeof(int32_t) * J),
-        dfrom(&bn, g, n, sizeof(int32_t) * J), dfrom(&bo, g, off, sizeof(int64_t) * J), J, T, C, NH, scale);
+        dfrom(&bn, g, n, sizeof(int32_t) * J), n, dfrom(&bo, g, off, sizeof(int64_t) * J), J, T, C, NH, scale);
     dget(&bd, got, "attention_backward");
     GT_EXPECT_NSE(got, ref, (size_t)R * 3 * C, 1e-9, "attention_backward A=%d T=%d C=%d NH=%d J=%d reserve=%d", A, T, C,
                   NH, J, reserve);
