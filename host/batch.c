@@ -201,10 +201,8 @@ static ecc_status manifest_append(const char *path, cJSON *line)
 
 static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-ecc_status ecc_batch_done_ids(char ***ids, int *n, const char *dir)
+ecc_status ecc_batch_manifest_each(const char *dir, ecc_manifest_fn fn, void *ctx)
 {
-    *ids = NULL;
-    *n = 0;
     char *path = ecc_path_join(dir, "manifest.jsonl"), *data = NULL;
     size_t len = 0;
     if (!path)
@@ -215,29 +213,48 @@ ecc_status ecc_batch_done_ids(char ***ids, int *n, const char *dir)
     }
     ecc_status s = ecc_read_file(path, MAX_PROMPTS_FILE, &data, &len);
     free(path);
-    if (s != ECC_OK)
-        return s;
-    int cap = 0;
-    for (size_t at = 0; at < len && s == ECC_OK;) {
+    for (size_t at = 0; s == ECC_OK && at < len;) {
         const char *nl = memchr(data + at, '\n', len - at);
         size_t l = nl ? (size_t)(nl - (data + at)) : len - at;
         cJSON *j = cJSON_ParseWithLength(data + at, l); /* a torn last line does not parse: ignored */
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id"), *st = cJSON_GetObjectItemCaseSensitive(j, "status");
-        if (cJSON_IsString(id) && cJSON_IsString(st) && !strcmp(st->valuestring, "done")) {
-            if (*n == cap) {
-                char **p = realloc(*ids, sizeof(char *) * (size_t)(cap = cap ? 2 * cap : 64));
-                if (!p)
-                    s = ecc_fail(ECC_ERR_NOMEM, "out of memory reading the manifest");
-                else
-                    *ids = p;
-            }
-            if (s == ECC_OK)
-                (*ids)[(*n)++] = strdup(id->valuestring);
-        }
+        if (cJSON_IsString(id) && cJSON_IsString(st))
+            s = fn(id->valuestring, !strcmp(st->valuestring, "done"), ctx);
         cJSON_Delete(j);
         at += l + 1;
     }
     free(data);
+    return s;
+}
+
+typedef struct done_ids {
+    char **ids;
+    int n, cap;
+} done_ids;
+
+static ecc_status add_done(const char *id, int done, void *ctx)
+{
+    done_ids *d = ctx;
+    if (!done)
+        return ECC_OK;
+    if (d->n == d->cap) {
+        char **p = realloc(d->ids, sizeof(char *) * (size_t)(d->cap = d->cap ? 2 * d->cap : 64));
+        if (!p)
+            return ecc_fail(ECC_ERR_NOMEM, "out of memory reading the manifest");
+        d->ids = p;
+    }
+    if (!(d->ids[d->n] = ecc_strdup(id)))
+        return ECC_ERR_NOMEM;
+    d->n++;
+    return ECC_OK;
+}
+
+ecc_status ecc_batch_done_ids(char ***ids, int *n, const char *dir)
+{
+    done_ids d = {0};
+    ecc_status s = ecc_batch_manifest_each(dir, add_done, &d);
+    *ids = d.ids;
+    *n = d.n;
     return s;
 }
 

@@ -60,6 +60,12 @@ typedef struct ecc_batch_stats {
  * may have failed: see stats->failed); other statuses are job-level errors. */
 ecc_status ecc_batch_run(ecc_batch_stats *stats, ecc_model *m, const ecc_batch_job *job);
 
+/* Each line of DIR/manifest.jsonl with an id and a status, in order (a torn
+ * last line does not parse and is skipped): fn(id, status == "done", ctx); a
+ * status other than ECC_OK from fn stops and is returned. No manifest: no call. */
+typedef ecc_status (*ecc_manifest_fn)(const char *id, int done, void *ctx);
+ecc_status ecc_batch_manifest_each(const char *dir, ecc_manifest_fn fn, void *ctx);
+
 /* The ids recorded as done in DIR/manifest.jsonl, in order (malloc'd array of
  * malloc'd strings), for readers of a batch's results. */
 ecc_status ecc_batch_done_ids(char ***ids, int *n, const char *dir);

@@ -708,48 +708,34 @@ typedef struct id_state {
 
 static int by_idstate(const void *a, const void *b) { return strcmp(((const id_state *)a)->id, ((const id_state *)b)->id); }
 
+typedef struct id_states {
+    id_state *v;
+    int n, cap;
+} id_states;
+
+static ecc_status add_id_state(const char *id, int done, void *ctx)
+{
+    id_states *d = ctx;
+    if (d->n == d->cap) {
+        id_state *p = realloc(d->v, sizeof *p * (size_t)(d->cap = d->cap ? 2 * d->cap : 64));
+        if (!p)
+            return ecc_fail(ECC_ERR_NOMEM, "out of memory reading the manifest");
+        d->v = p;
+    }
+    if (!(d->v[d->n].id = ecc_strdup(id)))
+        return ECC_ERR_NOMEM;
+    d->v[d->n].done = done;
+    d->v[d->n].failed = !done;
+    d->n++;
+    return ECC_OK;
+}
+
 static ecc_status read_manifest(id_state **out, int *n_out, const char *dir)
 {
-    *out = NULL;
-    *n_out = 0;
-    char *path = ecc_path_join(dir, "manifest.jsonl"), *data = NULL;
-    size_t len = 0;
-    if (!path)
-        return ECC_ERR_NOMEM;
-    if (!ecc_file_exists(path)) {
-        free(path);
-        return ECC_OK;
-    }
-    ecc_status s = ecc_read_file(path, (size_t)1 << 32, &data, &len);
-    free(path);
-    if (s != ECC_OK)
-        return s;
-    id_state *v = NULL;
-    int n = 0, cap = 0;
-    for (size_t at = 0; at < len && s == ECC_OK;) {
-        const char *nl = memchr(data + at, '\n', len - at);
-        size_t l = nl ? (size_t)(nl - (data + at)) : len - at;
-        cJSON *j = cJSON_ParseWithLength(data + at, l);
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id"), *st = cJSON_GetObjectItemCaseSensitive(j, "status");
-        if (cJSON_IsString(id) && cJSON_IsString(st)) {
-            if (n == cap) {
-                id_state *p = realloc(v, sizeof *p * (size_t)(cap = cap ? 2 * cap : 64));
-                if (!p)
-                    s = ecc_fail(ECC_ERR_NOMEM, "out of memory reading the manifest");
-                else
-                    v = p;
-            }
-            if (s == ECC_OK) {
-                v[n].id = ecc_strdup(id->valuestring);
-                v[n].done = !strcmp(st->valuestring, "done");
-                v[n].failed = !v[n].done;
-                n++;
-            }
-        }
-        cJSON_Delete(j);
-        at += l + 1;
-    }
-    free(data);
+    id_states d = {0};
+    ecc_status s = ecc_batch_manifest_each(dir, add_id_state, &d);
+    id_state *v = d.v;
+    int n = d.n;
     /* merge the lines of one id */
     if (n > 1)
         qsort(v, (size_t)n, sizeof *v, by_idstate);
