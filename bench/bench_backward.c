@@ -18,19 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_rand.h"
 #include "eccolo.h"
 #include "model.h"
 #include "run.h"
 #include "util.h"
 
-static uint64_t rng = 88172645463325252ull;
-static float frand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2 - 1);
-}
 
 /* A GPT-2 124M-shaped model with random weights, without files. */
 static ecc_model *random_gpt2(void)
@@ -151,7 +144,7 @@ int main(int argc, char **argv)
         int T = Ts[k];
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)T);
         for (int i = 0; i < T; i++)
-            ids[i] = (int32_t)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 33) % c->vocab_size;
+            ids[i] = (int32_t)((bench_rng = bench_rng * 6364136223846793005ull + 1442695040888963407ull) >> 33) % c->vocab_size;
         double tb = 1e30, tp = 1e30;
         for (int r = 0; r < repeats; r++) {
             tb = fmin(tb, run_backward(m, ids, T, n_input, 0, dev));

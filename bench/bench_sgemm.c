@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_rand.h"
 #include "util.h"
 
 #ifdef ECCOLO_HAVE_CUDA
@@ -21,14 +22,6 @@
 #include <cuda_runtime.h>
 #endif
 
-static uint64_t rng = 88172645463325252ull;
-static float frand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2 - 1);
-}
 
 static float *random_matrix(size_t n)
 {

@@ -33,17 +33,8 @@ import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-
-# how Ecco finds the embeddings and the MLP activations of a GPT-2 checkpoint given
-# as a directory (its model-config.yaml knows only hub names)
-ECCO_CONFIG = {
-    "embedding": "transformer.wte.weight",
-    "type": "causal",
-    "activations": ["mlp\\.c_proj"],
-    "token_prefix": "Ġ",
-    "partial_token_prefix": "",
-}
-SKLEARN_NMF = dict(init="random", random_state=0, max_iter=500)  # as ecco.output.NMF calls it
+sys.path.insert(0, os.path.join(REPO, "tools"))
+from ecco_call import ECCO_CONFIG, SKLEARN_NMF  # noqa: E402
 
 
 def setup_threads(n):

@@ -73,6 +73,8 @@ from transformers import AutoTokenizer, GPT2LMHeadModel  # noqa: E402
 import captum  # noqa: E402
 import ecco  # noqa: E402
 
+from ecco_call import ECCO_CONFIG  # noqa: E402  (tools/, beside this script)
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 MODELS = ["tiny-gpt2", "tiny-gpt2-f16", "tiny-gpt2-deep"]
 PROMPT = "Frameworks for Machine Learning include: 1. TensorFlow\n2. PyTorch\n3.Scikit-learn\n4."
@@ -81,13 +83,6 @@ ATTRIBUTION = ["grad_x_input", "saliency", "ig"]
 # Ecco's key (the name passed in `attribution`, not its alias) -> fixture tensor
 ECCO_KEYS = {"grad_x_input": "ecco_grad_x_input", "saliency": "ecco_gradient",
              "ig": "ecco_integrated_gradients"}
-ECCO_CONFIG = {
-    "embedding": "transformer.wte.weight",
-    "type": "causal",
-    "activations": ["mlp\\.c_proj"],
-    "token_prefix": "Ġ",
-    "partial_token_prefix": "",
-}
 WATCH = [11, 500, 1024]
 TOPK = 10
 IG_STEPS = 50

@@ -23,6 +23,8 @@ from safetensors.numpy import load_file, save_file
 from sklearn.decomposition import NMF
 import sklearn.decomposition._nmf as sk_nmf
 
+from ecco_call import SKLEARN_NMF  # tools/, beside this script
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 MODELS = ["tiny-gpt2", "tiny-gpt2-f16", "tiny-gpt2-deep"]
 
@@ -47,7 +49,7 @@ def main():
         line = [name, f"X {X.shape}"]
         for k in (4, 10):
             for solver in ("cd", "mu"):
-                m = NMF(n_components=k, init="random", random_state=0, max_iter=500, solver=solver)
+                m = NMF(n_components=k, solver=solver, **SKLEARN_NMF)
                 W = m.fit_transform(X)
                 err = rel_error(X, W, m.components_)
                 key = f"sk_error_k{k}" if solver == "cd" else f"sk_mu_error_k{k}"
