@@ -328,6 +328,25 @@ def merge(out, old):
     return out
 
 
+def nmf_rerun(b, a, saved):
+    """The NMF comparisons again, on the activation matrices the saved run left in its work directory."""
+    rows = []
+    for w in saved["workloads"]:
+        wdir = os.path.join(a.work, w["tag"])
+        if w["method"] != "grad_x_input" or "eccolo" not in w or not os.path.isdir(os.path.join(wdir, "eccolo")):
+            continue
+        say(f"{w['tag']}: NMF")
+        rows.append(dict(source=f"{w['model']}, {w['G']} generated", model=w["model"], T=w["T"],
+                         **b.nmf_all(os.path.join(wdir, "eccolo"), os.path.join(wdir, "ecco.npz"))))
+    for r in saved["nmf"]:
+        edir = os.path.join(a.work, f"nmf-{r['model']}-{r['T']}", "eccolo")
+        if "eccolo run" not in r["source"] or not os.path.isdir(edir):
+            continue
+        say(f"NMF on {r['model']} activations, T = {r['T']}")
+        rows.append(dict(source=r["source"], model=r["model"], T=r["T"], **b.nmf_all(edir, None)))
+    return rows
+
+
 # ---- the whole benchmark -------------------------------------------------------------------
 
 def main():
@@ -349,6 +368,9 @@ def main():
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of the saved bench/results/<device>.json that this run does not repeat "
                         "(e.g. add the 1024-token workloads to an earlier run's table)")
+    p.add_argument("--nmf-only", action="store_true",
+                   help="only the NMF comparisons, again, on the activations the saved run left in bench/work "
+                        "(after a change to eccolo's NMF); implies --merge")
     a = p.parse_args()
     if a.repeats is None:
         a.repeats = 1 if a.quick else 3
@@ -356,17 +378,26 @@ def main():
     b = Bench(a)
     started = time.time()
     overridden = any(x is not None for x in (a.models, a.lengths, a.ig, a.nmf_sizes))
-    meta = dict(mode="custom" if overridden else "quick" if a.quick else "full",
+    jpath = os.path.join(HERE, "results", f"{a.device}.json")
+    saved = None
+    if a.merge or a.nmf_only:
+        try:
+            with open(jpath) as f:
+                saved = json.load(f)
+        except FileNotFoundError:
+            if a.nmf_only:
+                sys.exit(f"--nmf-only: no saved results ({os.path.relpath(jpath, REPO)}): run the benchmark first")
+    meta = dict(mode="nmf-only" if a.nmf_only else "custom" if overridden else "quick" if a.quick else "full",
                 date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 command=a.command, quick=a.quick, device=a.device, threads=a.threads, repeats=a.repeats,
                 ecco_max_seconds=a.ecco_max_seconds, machine=machine(), eccolo_commit=eccolo_commit(),
                 eccolo_info=sh([a.eccolo, "info"]).splitlines()[:3], loadavg_start=os.getloadavg(),
                 openblas_env_unset=True, prompt=PROMPT)
-    work, nmf_sizes = plan(a)
+    work, nmf_sizes = ([], []) if a.nmf_only else plan(a)
     meta["plan"] = dict(models=sorted({w["model"] for w in work}, key=len),
                         lengths=sorted({w["generate"] for w in work if w["method"] == "grad_x_input"}),
                         ig=sorted({w["generate"] for w in work if w["method"] == "ig"}), nmf_sizes=nmf_sizes)
-    nmf_model = "gpt2" if "gpt2" in {w['model'] for w in work} else work[-1]["model"]
+    nmf_model = "gpt2" if "gpt2" in {w['model'] for w in work} or not work else work[-1]["model"]
     say(f"{len(work)} workloads, NMF sizes {nmf_sizes}, device {a.device}, threads {a.threads}, "
         f"repeats {a.repeats}; load average {os.getloadavg()[0]:.2f}; log: {os.path.relpath(b.log, REPO)}")
     models, results, nmf_rows, shapes = {}, [], [], set()
@@ -441,6 +472,8 @@ def main():
         except (Failed, OSError, KeyError, ValueError) as e:
             nmf_rows.append(dict(source=f"{name}, T = {T}", model=name, T=T, error=str(e)))
             say(f"NMF T = {T}: FAILED: {e}")
+    if a.nmf_only:
+        nmf_rows = nmf_rerun(b, a, saved)
     say("sgemm on the same shapes")
     try:
         rates = b.sgemm(sorted(shapes))
@@ -463,10 +496,8 @@ def main():
                                 kind=v["kind"]) for k, v in models.items()})
     out = dict(meta=meta, workloads=results, nmf=nmf_rows)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    jpath = os.path.join(HERE, "results", f"{a.device}.json")
-    if a.merge and os.path.exists(jpath):
-        with open(jpath) as f:
-            out = merge(out, json.load(f))
+    if saved:
+        out = merge(out, saved)
     with open(jpath, "w") as f:
         json.dump(out, f, indent=1)
     import report
