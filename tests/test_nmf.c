@@ -154,6 +154,42 @@ Test(nmf, one_multiplicative_update_equals_the_float64_formula)
     be->destroy(be);
 }
 
+/* The backend's gemm on NMF's shapes, which the CPU cuts into slices (rows,
+ * or the reduction, past 2 x 2048), against float64: every transpose, beta 0
+ * and beta != 0, and an ordinary shape. */
+Test(nmf, gemm_equals_float64_on_nmf_shapes)
+{
+    ecc_backend *be;
+    cr_assert_eq(ecc_backend_cpu_create(&be, 0), ECC_OK);
+    const int shapes[][3] = {{9000, 10, 63}, {63, 10, 9000}, {10, 10, 5000}, {40, 30, 50}}; /* M, N, K */
+    uint64_t seed = 9;
+    for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++)
+        for (int tr = 0; tr < 4; tr++) {
+            const int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2], ta = tr & 1, tb = tr >> 1;
+            const float alpha = 1.5f, beta = sh == 3 ? 0.5f : 0.0f;
+            float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N), *C = malloc(sizeof(float) * M * N);
+            double *ref = malloc(sizeof(double) * M * N);
+            for (int i = 0; i < M * K; i++)
+                A[i] = (float)test_uniform(&seed);
+            for (int i = 0; i < K * N; i++)
+                B[i] = (float)test_uniform(&seed);
+            for (int i = 0; i < M * N; i++)
+                C[i] = beta != 0 ? (float)test_uniform(&seed) : NAN; /* beta 0: out is never read */
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) {
+                    double s = 0;
+                    for (int k = 0; k < K; k++)
+                        s += (double)(ta ? A[k * M + m] : A[m * K + k]) * (tb ? B[n * K + k] : B[k * N + n]);
+                    ref[m * N + n] = alpha * s + (beta != 0 ? beta * (double)C[m * N + n] : 0);
+                }
+            be->gemm(be, C, A, B, M, N, K, ta, tb, alpha, beta);
+            double e = rel_err(C, ref, (size_t)M * N);
+            cr_expect(e < 1e-6, "gemm M=%d N=%d K=%d transA=%d transB=%d: %.3g from float64", M, N, K, ta, tb, e);
+            free(A), free(B), free(C), free(ref);
+        }
+    be->destroy(be);
+}
+
 /* The backend's HALS sweep against the same sweep in float64: blocks of 64
  * rows with a partial last block (n = 100, 37), the row-by-row path for
  * k > 128, and a column whose Q[j, j] <= 0, which stays as it was. */
