@@ -27,7 +27,7 @@ static void sgemm(float *out, const float *A, const float *B, int M, int N, int 
  *   - many rows M: row slices, each independent;
  *   - a long reduction K: a partial product per slice, added in slice order.
  * The slices do not depend on the thread count, so neither do the bits. */
-enum { GEMM_SLICE = 2048, GEMM_SKINNY = 16 };
+enum { GEMM_SLICE = 1024, GEMM_SKINNY = 16 };
 
 static void cpu_gemm(ecc_backend *be, float *out, const float *A, const float *B, int M, int N, int K, int transA,
                      int transB, float alpha, float beta)

@@ -155,7 +155,7 @@ Test(nmf, one_multiplicative_update_equals_the_float64_formula)
 }
 
 /* The backend's gemm on NMF's shapes, which the CPU cuts into slices (rows,
- * or the reduction, past 2 x 2048), against float64: every transpose, beta 0
+ * or the reduction, past 2 x 1024), against float64: every transpose, beta 0
  * and beta != 0, and an ordinary shape. */
 Test(nmf, gemm_equals_float64_on_nmf_shapes)
 {
