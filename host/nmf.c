@@ -137,7 +137,7 @@ ecc_status ecc_nmf_initialise(float *W, float *H, const float *X, int T, int F, 
 
 typedef struct nmf_bufs {
     float *X;      /* (T, F) */
-    float *Xt;     /* (F, T) X^T, stored: X^T W as a plain product (BLAS packs a transposed X twice as slowly) */
+    float *Xt;     /* (F, T) X^T, stored: X^T W as a plain product (BLAS packs a transposed X more slowly) */
     float *W;      /* (T, k) */
     float *Ht;     /* (F, k) */
     float *PW;     /* (T, k) X Ht */

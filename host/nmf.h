@@ -6,8 +6,8 @@
  * updates are the same call:
  *   W  <- update(W,  X Ht,   Ht^T Ht)
  *   Ht <- update(Ht, X^T W,  W^T W)
- * X^T is stored beside X, so that X^T W is a plain product too (measured:
- * OpenBLAS packs a transposed X (63 x 36864) for X^T W 2.5x as slowly).
+ * X^T is stored beside X, so that X^T W is a plain product too (measured
+ * on 63 x 36864 with OpenBLAS: 0.69 ms against 0.92 for the transposed call).
  * Stopping as scikit-learn's 'mu' solver: every 10 iterations, stop when
  * (previous error - error) / initial error < tol. */
 #ifndef ECC_NMF_H
