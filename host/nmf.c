@@ -147,20 +147,16 @@ typedef struct nmf_bufs {
     float *DW, *DH; /* (T, k), (F, k) denominators of the multiplicative update */
 } nmf_bufs;
 
-/* X^T (F, T) of X (T, F), in 32 x 32 tiles; NULL when out of memory */
-static float *transposed(const float *X, int T, int F)
+/* out (cols, rows) = in (rows, cols)^T, in 32 x 32 tiles (host memory) */
+static void transpose(float *out, const float *in, int rows, int cols)
 {
-    float *Xt = ecc_malloc(sizeof(float) * (size_t)T * F, "the transposed activation matrix");
-    if (!Xt)
-        return NULL;
     enum { TILE = 32 };
 #pragma omp parallel for schedule(static)
-    for (int f0 = 0; f0 < F; f0 += TILE)
-        for (int t0 = 0; t0 < T; t0 += TILE)
-            for (int f = f0; f < ECC_MIN(f0 + TILE, F); f++)
-                for (int t = t0; t < ECC_MIN(t0 + TILE, T); t++)
-                    Xt[(int64_t)f * T + t] = X[(int64_t)t * F + f];
-    return Xt;
+    for (int c0 = 0; c0 < cols; c0 += TILE)
+        for (int r0 = 0; r0 < rows; r0 += TILE)
+            for (int c = c0; c < ECC_MIN(c0 + TILE, cols); c++)
+                for (int r = r0; r < ECC_MIN(r0 + TILE, rows); r++)
+                    out[(int64_t)c * rows + r] = in[(int64_t)r * cols + c];
 }
 
 /* One update of M (n, k) given P (n, k) and the Gram matrix Q (k, k). */
@@ -209,17 +205,16 @@ ecc_status ecc_nmf(ecc_nmf_result *res, ecc_backend *be, const float *X, int T, 
     void **all[] = {(void **)&b.W, (void **)&b.Ht, (void **)&b.PW, (void **)&b.PH, (void **)&b.QW, (void **)&b.QH,
                     (void **)&b.DW, (void **)&b.DH};
     size_t sizes[] = {tk, fk, tk, fk, (size_t)k * k, (size_t)k * k, tk, fk};
-    float *Xt = transposed(X, T, F);
+    float *Xt = ecc_malloc(sizeof(float) * (size_t)T * F, "the transposed activation matrix");
+    if (Xt)
+        transpose(Xt, X, T, F);
     b.X = be->mirror(be, X, (size_t)T * F * f4, "the activation matrix");
     b.Xt = Xt ? be->mirror(be, Xt, (size_t)T * F * f4, "the activation matrix, transposed") : NULL;
     int ok = b.X != NULL && b.Xt != NULL;
     for (size_t i = 0; ok && i < sizeof sizes / sizeof *sizes; i++)
         ok = (*all[i] = be->alloc(be, sizes[i] * f4, "NMF")) != NULL;
     if (ok) {
-        /* Ht = H^T */
-        for (int j = 0; j < k; j++)
-            for (int f = 0; f < F; f++)
-                res->H[(size_t)f * k + j] = H[(size_t)j * F + f];
+        transpose(res->H, H, k, F); /* Ht = H^T */
         be->upload(be, b.Ht, res->H, fk * f4);
         be->upload(be, b.W, res->W, tk * f4);
         double xx = be->dot(be, b.X, b.X, (int64_t)T * F);
@@ -255,9 +250,7 @@ ecc_status ecc_nmf(ecc_nmf_result *res, ecc_backend *be, const float *X, int T, 
         be->download(be, res->W, b.W, tk * f4);
         be->download(be, H, b.Ht, fk * f4);
         be->synchronize(be);
-        for (int j = 0; j < k; j++) /* H = Ht^T */
-            for (int f = 0; f < F; f++)
-                res->H[(size_t)j * F + f] = H[(size_t)f * k + j];
+        transpose(res->H, H, F, k); /* H = Ht^T */
         res->seconds = ecc_now() - t0;
         ecc_nvtx_pop();
     }
