@@ -20,8 +20,8 @@
 
 #include "bench_rand.h"
 #include "eccolo.h"
-#include "model.h"
-#include "run.h"
+#include "model/model.h"
+#include "engine/run.h"
 #include "util.h"
 
 

@@ -1,11 +1,11 @@
-/* Fuzz target: the batch prompts reader (host/batch.c). The input is a
+/* Fuzz target: the batch prompts reader (host/jobs/batch.c). The input is a
  * prompts file (JSONL): each line through ecc_batch_parse_line, the whole
  * file through ecc_batch_read, and the same bytes as a manifest.jsonl
  * through ecc_batch_done_ids. Every item must come out well-formed: an id
  * that can name a directory (or "line-N"), and either an error or a prompt. */
 #include "fuzz_common.h"
 
-#include "batch.h"
+#include "jobs/batch.h"
 #include "util.h"
 
 /* from_file: a later line with an id already used keeps its prompt but gets an error */

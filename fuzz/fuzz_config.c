@@ -2,7 +2,7 @@
  * hold values inside the ranges the model code relies on. */
 #include "fuzz_common.h"
 
-#include "config.h"
+#include "model/config.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

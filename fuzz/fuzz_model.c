@@ -1,5 +1,5 @@
 /* Fuzz target: opening a model directory whose config.json and
- * model.safetensors come from the input (host/model.c: the checkpoint's
+ * model.safetensors come from the input (host/model/model.c: the checkpoint's
  * tensors against the config, F16/BF16 conversion, the memory plan), with a
  * fixed real tokenizer (tests/fixtures/small-tokenizer). A model that opens
  * then generates two tokens on the CPU, greedy or (odd input sizes) sampled,
@@ -7,7 +7,7 @@
  * Input: config.json FUZZ_SEP model.safetensors. */
 #include "fuzz_common.h"
 
-#include "model.h"
+#include "model/model.h"
 #include "util.h"
 
 static void copy_tokenizer(const char *dst)

@@ -1,13 +1,13 @@
 /* Fuzz target: what `eccolo nmf` reads: run.json and tensors.safetensors
  * through ecc_run_dir_open, the activations and run.json's
- * explain.activation_layers (host/nmf_runs.c), then a short factorisation
+ * explain.activation_layers (host/nmf/nmf_runs.c), then a short factorisation
  * (2 components, 3 iterations, CPU) and the nmf.safetensors it writes, which
  * must open. Input: see fuzz_run_common.h (a third part is ignored). The run
  * is given once, or (when the input's size is odd) twice, as two runs. */
 #include "fuzz_run_common.h"
 
-#include "nmf_runs.h"
-#include "safetensors.h"
+#include "nmf/nmf_runs.h"
+#include "io/safetensors.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -5,8 +5,8 @@
  * page itself (ecc_report_write_ex). Input: see fuzz_run_common.h. */
 #include "fuzz_run_common.h"
 
-#include "report.h"
-#include "run_reader.h"
+#include "report/report.h"
+#include "io/run_reader.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -9,7 +9,7 @@
  * a file that opens to the same table and bytes. */
 #include "fuzz_common.h"
 
-#include "safetensors.h"
+#include "io/safetensors.h"
 #include "util.h"
 
 static volatile uint8_t g_sink;

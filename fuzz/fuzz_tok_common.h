@@ -3,7 +3,7 @@
 #define ECC_FUZZ_TOK_COMMON_H
 
 #include "fuzz_common.h"
-#include "tokenizer.h"
+#include "model/tokenizer.h"
 #include "util.h"
 
 /* Encode text with t and check what any loaded tokenizer must guarantee:

@@ -1,7 +1,7 @@
 // Shared by every file of the CUDA backend: the backend context, the
 // error state, checked calls, launch helpers and deterministic reductions.
 //
-// Error handling. Ops cannot return errors (host/backend.h), so the context
+// Error handling. Ops cannot return errors (host/backend/backend.h), so the context
 // keeps the FIRST failure (status + "file:line: call: message"); every op
 // starts with `if (!cu_ok(ctx)) return;`, so after a failure the rest of a
 // phase is a string of no-ops, and be->status() reports the failure (the
@@ -29,7 +29,7 @@
 #include <string.h>
 
 extern "C" {
-#include "backend.h"
+#include "backend/backend.h"
 #include "util.h"
 }
 

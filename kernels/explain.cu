@@ -1,6 +1,6 @@
 // Explanation ops: gather_rows, scatter_rows, target_grad (the gradient at the logits),
 // saliency (norms of the input gradients, normalised per target) and
-// lens_stats (logit-lens ranks and top-k). See host/backend.h for the packed
+// lens_stats (logit-lens ranks and top-k). See host/backend/backend.h for the packed
 // target layout. No float atomics: every sum has a fixed shape.
 #include "common.cuh"
 #ifndef ECC_CUDA_EMU

@@ -1,4 +1,4 @@
-// Choosing the next token on the device: the steps of host/sampling.c, so
+// Choosing the next token on the device: the steps of host/engine/sampling.c, so
 // that a seed gives the CPU's tokens, with only the 8-byte result (token,
 // log-probability) copied back.
 //

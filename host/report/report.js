@@ -3,7 +3,7 @@
  *   #ecc-meta  JSON: tokens, settings, and for each view its arrays as
  *              {type: "u8"|"u16"|"i32"|"f32", off: byte offset, n: count}
  *   #ecc-blob  base64 of one little-endian binary blob those arrays view.
- * How the numbers are quantised is described in host/report_data.c (and in
+ * How the numbers are quantised is described in host/report/report_data.c (and in
  * the About tab). Token text is untrusted: it only ever enters the page
  * through textContent, never as HTML.
  *

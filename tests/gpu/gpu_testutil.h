@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "util.h"
 
 /* The CUDA backend, or a visible skip when there is no usable GPU. A GPU

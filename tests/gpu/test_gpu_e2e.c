@@ -19,12 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "gpu_testutil.h"
-#include "model.h"
-#include "nmf.h"
-#include "run.h"
-#include "safetensors.h"
+#include "model/model.h"
+#include "nmf/nmf.h"
+#include "engine/run.h"
+#include "io/safetensors.h"
 #include "testutil.h"
 #include "util.h"
 
