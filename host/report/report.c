@@ -291,7 +291,7 @@ static ecc_status add_nmf(rep_ctx *c, const char *path)
 
 /* ---- the page -------------------------------------------------------------- */
 
-static int put(ecc_atomic_file *af, const void *p, size_t n) { return fwrite(p, 1, n, af->f) == n; }
+static int put(ecc_atomic_file *af, const void *p, size_t n) { return ecc_atomic_write(af, p, n); }
 
 /* The JSON with every '<' as \u003c ('<' only occurs inside JSON strings). */
 static int put_json(ecc_atomic_file *af, const char *json)
@@ -330,7 +330,8 @@ static int put_base64(ecc_atomic_file *af, const uint8_t *d, size_t n)
     return put(af, buf, o);
 }
 
-/* The template with its {{NAME}} placeholders filled. */
+/* The template with its {{NAME}} placeholders filled. A failed write stops
+ * the loop (put returns 0) and is reported by ecc_atomic_commit. */
 static ecc_status write_page(const rep_ctx *c, const char *path, size_t *bytes)
 {
     char *json = cJSON_PrintUnformatted(c->meta);
@@ -361,15 +362,13 @@ static ecc_status write_page(const rep_ctx *c, const char *path, size_t *bytes)
         p = strstr(name, "}}");
         p = p ? p + 2 : name;
     }
-    if (s == ECC_OK && !ok)
-        s = ecc_fail(ECC_ERR_IO, "%s: write failed (disk full?)", path);
-    long size = s == ECC_OK ? ftell(af.f) : 0;
-    if (af.f) {
-        ecc_status cs = ecc_atomic_commit(&af, s == ECC_OK);
-        s = s == ECC_OK ? cs : s;
-    }
+    uint64_t size = af.bytes;
+    if (s == ECC_OK)
+        s = ecc_atomic_commit(&af);
+    else
+        ecc_atomic_abort(&af);
     if (bytes)
-        *bytes = s == ECC_OK && size > 0 ? (size_t)size : 0;
+        *bytes = s == ECC_OK ? (size_t)size : 0;
     free(json);
     return s;
 }
