@@ -1,6 +1,8 @@
 /* Writing a run: DIR/tensors.safetensors and DIR/run.json (the index a
  * reader opens first), each written whole to a temporary name and synced,
- * then renamed: tensors first, then run.json. A failed write of either
+ * then renamed: tensors first, then run.json. Both carry the same random run
+ * id, which the reader (run_reader.c) compares: a kill between the renames, or
+ * a tensors file copied from another run, is refused. A failed write of either
  * leaves the previous pair whole. */
 #define _GNU_SOURCE /* kill, nanosleep, dirent */
 #include <cjson/cJSON.h>
@@ -113,7 +115,7 @@ static ecc_status tokens_json(cJSON *root, const ecc_run *r, const ecc_model *m)
 }
 
 /* The tensors a run writes: token_ids, token_logprobs, then what it computed. */
-static ecc_status collect_tensors(ecc_st_writer *w, const ecc_run *r)
+static ecc_status collect_tensors(ecc_st_writer *w, const ecc_run *r, const char *run_id)
 {
     int64_t T = r->T, G = r->T - r->n_input;
     ECC_TRY(ecc_st_writer_add(w, "token_ids", ECC_I32, 1, &T, r->ids));
@@ -126,6 +128,7 @@ static ecc_status collect_tensors(ecc_st_writer *w, const ecc_run *r)
     snprintf(n, sizeof n, "%d", r->n_input);
     ECC_TRY(ecc_st_writer_meta(w, "n_input", n));
     ECC_TRY(ecc_st_writer_meta(w, "format", "eccolo"));
+    ECC_TRY(ecc_st_writer_meta(w, "run_id", run_id));
     return ECC_OK;
 }
 
@@ -195,6 +198,8 @@ ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *promp
 {
     ECC_TRY(ecc_mkdirs(dir));
     remove_stale_tmp(dir);
+    char run_id[33];
+    ECC_TRY(ecc_random_id(run_id));
     ecc_st_writer w;
     ecc_st_writer_init(&w);
     ecc_atomic_file ta, ja; /* tensors, run.json */
@@ -204,7 +209,7 @@ ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *promp
     cJSON *root = cJSON_CreateObject();
     ecc_status s = tpath && jpath && root ? ECC_OK : ecc_fail(ECC_ERR_NOMEM, "out of memory writing %s", dir);
     if (s == ECC_OK)
-        s = collect_tensors(&w, r);
+        s = collect_tensors(&w, r, run_id);
     if (s == ECC_OK)
         s = ecc_atomic_open(&ta, tpath);
     if (s == ECC_OK)
@@ -213,6 +218,7 @@ ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *promp
         s = ecc_atomic_finish(&ta);
     if (s == ECC_OK) {
         cJSON_AddStringToObject(root, "eccolo_version", ECCOLO_VERSION);
+        cJSON_AddStringToObject(root, "run_id", run_id);
         s = tensors_file_json(root, ta.tmp);
     }
     if (s == ECC_OK) {
