@@ -182,6 +182,25 @@ static ecc_status tensors_file_json(cJSON *root, const char *tmp)
     return ECC_OK;
 }
 
+/* After a new pair is in place: files of DIR computed from the previous run
+ * (nmf.safetensors, report.html) no longer match it, and are removed. */
+static ecc_status remove_derived(const char *dir)
+{
+    static const char *const names[] = {"nmf.safetensors", "report.html"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char *p = ecc_path_join(dir, names[i]);
+        if (!p)
+            return ECC_ERR_NOMEM;
+        ecc_status s = unlink(p) == 0 || errno == ENOENT
+                           ? ECC_OK
+                           : ecc_fail(ECC_ERR_IO, "%s: cannot remove this file of the previous run (%s): remove it "
+                                      "by hand", p, strerror(errno));
+        free(p);
+        ECC_TRY(s);
+    }
+    return ECC_OK;
+}
+
 /* ECCOLO_TEST_SLOW_WRITE=MS (tests only: tests/io/test_atomic.c): sleep MS
  * milliseconds between the two renames, so that a test can kill a run there. */
 static void test_slow_write(void)
@@ -198,6 +217,7 @@ ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *promp
 {
     ECC_TRY(ecc_mkdirs(dir));
     remove_stale_tmp(dir);
+    int had_run = ecc_file_exists_in(dir, "run.json") || ecc_file_exists_in(dir, "tensors.safetensors");
     char run_id[33];
     ECC_TRY(ecc_random_id(run_id));
     ecc_st_writer w;
@@ -266,6 +286,8 @@ ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *promp
     }
     ecc_atomic_abort(&ta); /* the temporaries of a failed write (no-ops after the renames) */
     ecc_atomic_abort(&ja);
+    if (s == ECC_OK && had_run)
+        s = remove_derived(dir);
     cJSON_Delete(root);
     ecc_st_writer_free(&w);
     free(tpath);
