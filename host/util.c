@@ -181,18 +181,15 @@ ecc_status ecc_atomic_finish(ecc_atomic_file *af)
     return s;
 }
 
-/* fsync the directory holding PATH, so that a rename in it is durable. A
- * file system that cannot sync directories (EINVAL) has nothing to do. */
-static ecc_status sync_dir_of(const char *path)
+ecc_status ecc_sync_dir_of(const char *path)
 {
-    char *dir = ecc_strdup(path);
+    const char *slash = strrchr(path, '/');
+    size_t n = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path); /* "/x" -> "/", "x" -> "." */
+    char *dir = ecc_malloc(n + 2, "a directory name");
     if (!dir)
         return ECC_ERR_NOMEM;
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else
-        slash[slash == dir] = '\0'; /* "/x" -> "/" */
+    memcpy(dir, n ? path : ".", n ? n : 1);
+    dir[n ? n : 1] = '\0';
     ecc_status s = ECC_OK;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
@@ -211,7 +208,7 @@ ecc_status ecc_atomic_rename(ecc_atomic_file *af)
         s = ecc_fail(ECC_ERR_IO, "%s: cannot rename %s into place: %s", af->path, af->tmp, strerror(errno));
         unlink(af->tmp);
     } else {
-        s = sync_dir_of(af->path);
+        s = ecc_sync_dir_of(af->path);
     }
     atomic_release(af);
     return s;

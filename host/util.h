@@ -73,6 +73,9 @@ ecc_status ecc_atomic_finish(ecc_atomic_file *af);
 ecc_status ecc_atomic_rename(ecc_atomic_file *af);
 ecc_status ecc_atomic_commit(ecc_atomic_file *af);
 void ecc_atomic_abort(ecc_atomic_file *af);
+/* fsync the directory holding PATH, so that a rename into it is durable (a
+ * file system that cannot sync directories, EINVAL, has nothing to do). */
+ecc_status ecc_sync_dir_of(const char *path);
 /* 16 random bytes (getrandom) as 32 lowercase hex digits and a NUL. */
 ecc_status ecc_random_id(char out[33]);
 int ecc_file_exists(const char *path);
