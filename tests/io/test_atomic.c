@@ -149,6 +149,26 @@ static const char *const *generate_args(const char *model, const char *dir, cons
     return a;
 }
 
+/* Start a generate that sleeps between its renames (ECCOLO_TEST_SLOW_WRITE)
+ * and kill it once its new tensors file is in place: new tensors beside the
+ * old run.json. Returns the killed pid; *st is the new tensors file's stat. */
+static pid_t kill_between_renames(const char *const *args, const char *tpath, struct stat *st)
+{
+    struct stat before;
+    cr_assert(stat(tpath, &before) == 0);
+    static const char *const slower[] = {"ECCOLO_TEST_SLOW_WRITE=5000", NULL};
+    pid_t pid = spawn(slower, args);
+    for (double t = now(); now() - t < 60;) { /* until the new tensors file is renamed into place */
+        if (stat(tpath, st) == 0 && st->st_ino != before.st_ino)
+            break;
+        sleep_s(0.005);
+    }
+    cr_assert(st->st_ino != before.st_ino, "the new tensors file never appeared");
+    kill(pid, SIGKILL);
+    cr_assert_eq(reap(pid), 128 + SIGKILL);
+    return pid;
+}
+
 Test(atomic, generate_killed_at_random_moments, .timeout = 600)
 {
     char *model = fixture_path("tiny-gpt2"), *root = test_tmpdir("atomic-gen"), *dir = ecc_path_join(root, "run");
@@ -181,18 +201,8 @@ Test(atomic, generate_killed_at_random_moments, .timeout = 600)
     /* a kill inside the window between the renames, on purpose: new tensors, old run.json */
     char *tpath = ecc_path_join(dir, "tensors.safetensors");
     cr_assert_eq(reap(spawn(NULL, generate_args(model, dir, PROMPT_A))), 0);
-    struct stat before, st;
-    cr_assert(stat(tpath, &before) == 0);
-    static const char *const slower[] = {"ECCOLO_TEST_SLOW_WRITE=5000", NULL};
-    pid_t pid = spawn(slower, generate_args(model, dir, PROMPT_B));
-    for (double t = now(); now() - t < 60;) { /* until the new tensors file is renamed into place */
-        if (stat(tpath, &st) == 0 && st.st_ino != before.st_ino)
-            break;
-        sleep_s(0.005);
-    }
-    cr_assert(st.st_ino != before.st_ino, "the new tensors file never appeared");
-    kill(pid, SIGKILL);
-    cr_assert_eq(reap(pid), 128 + SIGKILL);
+    struct stat st;
+    pid_t pid = kill_between_renames(generate_args(model, dir, PROMPT_B), tpath, &st);
     cr_assert_eq(run_state(dir), 'M', "a kill between the renames went undetected");
     /* a temporary the killed writer could have left (it was killed before opening its own) */
     char stale[64];
@@ -280,16 +290,7 @@ Test(atomic, kill_between_renames_with_the_same_shapes, .timeout = 120)
     cr_assert_eq(reap(spawn(NULL, a_args)), 0, "generate failed");
     struct stat before, st;
     cr_assert(stat(tpath, &before) == 0);
-    static const char *const slower[] = {"ECCOLO_TEST_SLOW_WRITE=5000", NULL};
-    pid_t pid = spawn(slower, b_args);
-    for (double t = now(); now() - t < 60;) {
-        if (stat(tpath, &st) == 0 && st.st_ino != before.st_ino)
-            break;
-        sleep_s(0.005);
-    }
-    cr_assert(st.st_ino != before.st_ino, "the new tensors file never appeared");
-    kill(pid, SIGKILL);
-    cr_assert_eq(reap(pid), 128 + SIGKILL);
+    kill_between_renames(b_args, tpath, &st);
     cr_assert_eq(st.st_size, before.st_size, "the two runs should have the same shapes (and file size)");
     ecc_run_dir *r = NULL;
     ecc_status s = ecc_run_dir_open(&r, dir);

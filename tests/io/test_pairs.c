@@ -54,16 +54,6 @@ static void gen_ok(const char *dir, int which, const char *nmf_k, int html)
     free(err);
 }
 
-/* exit 2 and one line "eccolo: error: ..." containing needle */
-static void one_line_error(int rc, const char *err, const char *needle)
-{
-    cr_assert_eq(rc, 2, "expected exit 2, got %d (stderr: %s)", rc, err);
-    cr_assert(!strncmp(err, "eccolo: error: ", 15), "not an eccolo error: %s", err);
-    const char *nl = strchr(err, '\n');
-    cr_assert(nl && nl[1] == '\0', "not one line: %s", err);
-    cr_assert(strstr(err, needle), "'%s' does not say '%s'", err, needle);
-}
-
 static void copy_file(const char *from, const char *to)
 {
     char *data;
@@ -91,11 +81,11 @@ Test(pairs, tensors_copied_from_a_run_of_the_same_shapes_are_refused)
     copy_file(t2, t1);
     char *err;
     int rc = run_cli(NULL, &err, ARGS("report", d1));
-    one_line_error(rc, err, "are from different runs");
+    assert_one_line_error(rc, err, "are from different runs");
     cr_assert(strstr(err, "rerun eccolo generate --out"), "the message should say what to do: %s", err);
     free(err);
     rc = run_cli(NULL, &err, ARGS("nmf", d1, "--components", "2", "--device", "cpu"));
-    one_line_error(rc, err,
+    assert_one_line_error(rc, err,
                    "are from different runs");
     free(err);
     /* the run that the tensors came from is still fine */
@@ -146,13 +136,13 @@ Test(pairs, a_report_never_embeds_the_factors_of_another_run)
     gen_ok(d, 1, NULL, 0);
     char *err;
     int rc = run_cli(NULL, &err, ARGS("report", d, "--nmf", saved));
-    one_line_error(rc, err, "not computed from this run");
+    assert_one_line_error(rc, err, "not computed from this run");
     cr_assert(strstr(err, "rerun eccolo nmf"), "the message should say what to do: %s", err);
     free(err);
     /* the old file back in place (as a rerun killed before removing it would leave it) */
     copy_file(saved, nmf);
     rc = run_cli(NULL, &err, ARGS("report", d));
-    one_line_error(rc, err, "not computed from this run");
+    assert_one_line_error(rc, err, "not computed from this run");
     free(err);
     cr_assert(!ecc_file_exists_in(d, "report.html"));
     /* factors of this run: accepted */
@@ -169,7 +159,7 @@ Test(pairs, nmf_k_larger_than_the_tokens_is_refused_before_generating)
     char *err;
     /* forced: exactly 3 + 4 tokens */
     int rc = gen(&err, d, 0, "8", 0);
-    one_line_error(rc, err, "--nmf 8");
+    assert_one_line_error(rc, err, "--nmf 8");
     cr_assert(strstr(err, "7 tokens"), "%s", err);
     cr_assert(!strstr(err, "--components"), "the user typed --nmf, not --components: %s", err);
     free(err);
@@ -178,7 +168,7 @@ Test(pairs, nmf_k_larger_than_the_tokens_is_refused_before_generating)
     rc = run_cli(NULL, &err,
                  ARGS("generate", "--model", model, "--out", d, "--prompt-ids", "1,2,3", "--max-new-tokens", "2",
                       "--activations", "--nmf=6", "--device", "cpu"));
-    one_line_error(rc, err, "--nmf 6");
+    assert_one_line_error(rc, err, "--nmf 6");
     cr_assert(strstr(err, "at most 5 tokens") && strstr(err, "--max-new-tokens"), "%s", err);
     free(err);
     cr_assert(!ecc_dir_exists(d), "%s was written: the check should come before generating", d);

@@ -133,17 +133,6 @@ static int report(char **err, const char *run, const char *nmf, const char *out)
     return run_cli(NULL, err, args);
 }
 
-/* An error of the CLI: exit 2 and exactly one line "eccolo: error: ..." that
- * contains `needle`. */
-static void assert_one_line_error(int rc, const char *err, const char *needle)
-{
-    cr_assert_eq(rc, 2, "expected exit 2, got %d (stderr: %s)", rc, err);
-    cr_assert(!strncmp(err, "eccolo: error: ", 15), "not an eccolo error: %s", err);
-    const char *nl = strchr(err, '\n');
-    cr_assert(nl && nl[1] == '\0', "error is not one line: %s", err);
-    cr_assert(strstr(err, needle), "error '%s' does not mention '%s'", err, needle);
-}
-
 /* eccolo report RUN [--nmf NMF] [--out OUT] fails with one line naming `needle`. */
 static void report_fails(const char *run, const char *nmf, const char *out, const char *needle)
 {
