@@ -1,5 +1,5 @@
-/* A failed write is never a success (issue 14): generate, nmf, report and
- * batch writing into a small tmpfs that is full. Each must exit non-zero with
+/* A failed write is never a success (issue 14): generate, nmf, report,
+ * batch and submit writing into a small tmpfs that is full. Each must exit non-zero with
  * one line that names the file and says "disk full", leave no temporary
  * behind, and leave the directory holding the old complete result (or nothing
  * new): never a new run.json over old tensors, never "wrote" over nothing.
@@ -352,6 +352,31 @@ Test(diskfull, batch_stops_without_temporaries, .timeout = 300)
     check_pair(ra, PROMPT_A);
     check_pair(rb, PROMPT_B);
     free(ra), free(rb), free(manifest), free(runs), free(out), free(prompts), free(tmp), free(model), free(fs);
+}
+
+Test(diskfull, submit_leaves_the_old_script, .timeout = 120)
+{
+    char *fs = mount_or_skip("diskfull-submit"), *model = fixture_path("tiny-gpt2");
+    char *tmp = test_tmpdir("diskfull-prompts"), *prompts = ecc_path_join(tmp, "p.jsonl");
+    const char *line = "{\"id\": \"a\", \"prompt\": \"" PROMPT_A "\"}\n";
+    write_file(prompts, line, strlen(line));
+    char *out = ecc_path_join(fs, "batch"), *err = NULL, *so = NULL;
+    char *script = fmt("%s/slurm/batch.sbatch", out), *slurm = fmt("%s/slurm", out);
+    int rc = run_cli(NULL, &err, ARGS("submit", "--shards", "2", "--dry-run", "--", "--model", model, "--prompts",
+                                      prompts, "--out", out));
+    cr_assert_eq(rc, 0, "%s", err);
+    free(err);
+    char *old = slurp(script);
+    fill(fs, 0);
+    rc = run_cli(&so, &err, ARGS("submit", "--shards", "3", "--dry-run", "--", "--model", model, "--prompts",
+                                 prompts, "--out", out));
+    check_disk_full(rc, err, "slurm/batch.sbatch");
+    cr_assert(!strstr(so, "#SBATCH"), "a script that was not written was printed: %s", so);
+    free(err), free(so);
+    char *now = slurp(script);
+    cr_assert_str_eq(now, old, "the old script changed");
+    cr_assert_eq(count_tmp(slurm), 0, "a temporary is left in %s", slurm);
+    free(now), free(old), free(slurm), free(script), free(out), free(prompts), free(tmp), free(model), free(fs);
 }
 
 /* The message itself, for the errors a tmpfs cannot produce. */
