@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -108,51 +109,149 @@ ecc_status ecc_read_file(const char *path, size_t max_bytes, char **data, size_t
     return ECC_OK;
 }
 
+ecc_status ecc_fail_write(const char *path, int err)
+{
+    if (err == ENOSPC || err == EDQUOT)
+        return ecc_fail(ECC_ERR_IO, "%s: disk full%s while writing it; the previous file (if any) is unchanged: free "
+                        "some space and run again", path, err == EDQUOT ? " (disk quota exceeded)" : "");
+    return ecc_fail(ECC_ERR_IO, "%s: cannot write it: %s; the previous file (if any) is unchanged", path,
+                    strerror(err ? err : EIO));
+}
+
+static void atomic_release(ecc_atomic_file *af)
+{
+    free(af->tmp);
+    free(af->path);
+    af->tmp = af->path = NULL;
+    af->f = NULL;
+}
+
 ecc_status ecc_atomic_open(ecc_atomic_file *af, const char *path)
 {
-    af->f = NULL;
+    memset(af, 0, sizeof *af);
     af->path = ecc_strdup(path);
     size_t n = strlen(path) + 32;
     af->tmp = ecc_malloc(n, "a file name");
     if (!af->path || !af->tmp) {
-        free(af->path);
-        free(af->tmp);
+        atomic_release(af);
         return ECC_ERR_NOMEM;
     }
     snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
     af->f = fopen(af->tmp, "wb");
     if (!af->f) {
-        ecc_status s = ecc_fail(ECC_ERR_IO, "%s: cannot create: %s", af->tmp, strerror(errno));
-        free(af->path);
-        free(af->tmp);
+        int err = errno;
+        ecc_status s = err == ENOSPC || err == EDQUOT
+                           ? ecc_fail_write(path, err)
+                           : ecc_fail(ECC_ERR_IO, "%s: cannot create: %s", af->tmp, strerror(err));
+        atomic_release(af);
         return s;
     }
     return ECC_OK;
 }
 
-ecc_status ecc_atomic_commit(ecc_atomic_file *af, int ok)
+int ecc_atomic_write(ecc_atomic_file *af, const void *data, size_t len)
+{
+    if (af->err || !af->f)
+        return 0;
+    errno = 0;
+    if (len && fwrite(data, 1, len, af->f) != len) {
+        af->err = errno ? errno : EIO;
+        return 0;
+    }
+    af->bytes += len;
+    return 1;
+}
+
+ecc_status ecc_atomic_finish(ecc_atomic_file *af)
+{
+    if (!af->f)
+        return ecc_fail(ECC_ERR_IO, "%s: not open for writing (finished twice?)", af->path ? af->path : "a file");
+    int err = af->err;
+    errno = 0;
+    if (!err && (ferror(af->f) || fflush(af->f) != 0 || fsync(fileno(af->f)) != 0))
+        err = errno ? errno : EIO;
+    if (fclose(af->f) != 0 && !err)
+        err = errno ? errno : EIO;
+    af->f = NULL;
+    if (!err)
+        return ECC_OK;
+    unlink(af->tmp);
+    ecc_status s = ecc_fail_write(af->path, err);
+    atomic_release(af);
+    return s;
+}
+
+ecc_status ecc_sync_dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path); /* "/x" -> "/", "x" -> "." */
+    char *dir = ecc_malloc(n + 2, "a directory name");
+    if (!dir)
+        return ECC_ERR_NOMEM;
+    memcpy(dir, n ? path : ".", n ? n : 1);
+    dir[n ? n : 1] = '\0';
+    ecc_status s = ECC_OK;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
+        s = ecc_fail(ECC_ERR_IO, "%s: cannot sync the directory after renaming %s into it: %s", dir, path,
+                     strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(dir);
+    return s;
+}
+
+ecc_status ecc_atomic_rename(ecc_atomic_file *af)
 {
     ecc_status s = ECC_OK;
-    if (ok && (ferror(af->f) || fflush(af->f) != 0 || fsync(fileno(af->f)) != 0))
-        s = ecc_fail(ECC_ERR_IO, "%s: write failed: %s", af->tmp, strerror(errno));
-    if (fclose(af->f) != 0 && ok && s == ECC_OK)
-        s = ecc_fail(ECC_ERR_IO, "%s: write failed: %s", af->tmp, strerror(errno));
-    if (ok && s == ECC_OK && rename(af->tmp, af->path) != 0)
-        s = ecc_fail(ECC_ERR_IO, "%s: cannot rename into place: %s", af->path, strerror(errno));
-    if (!ok || s != ECC_OK)
+    if (rename(af->tmp, af->path) != 0) {
+        s = ecc_fail(ECC_ERR_IO, "%s: cannot rename %s into place: %s", af->path, af->tmp, strerror(errno));
         unlink(af->tmp);
-    free(af->tmp);
-    free(af->path);
-    af->f = NULL;
+    } else {
+        s = ecc_sync_dir_of(af->path);
+    }
+    atomic_release(af);
     return s;
+}
+
+ecc_status ecc_atomic_commit(ecc_atomic_file *af)
+{
+    ECC_TRY(ecc_atomic_finish(af));
+    return ecc_atomic_rename(af);
+}
+
+void ecc_atomic_abort(ecc_atomic_file *af)
+{
+    if (af->f)
+        fclose(af->f);
+    if (af->tmp)
+        unlink(af->tmp);
+    atomic_release(af);
 }
 
 ecc_status ecc_write_file_atomic(const char *path, const void *data, size_t len)
 {
     ecc_atomic_file af;
     ECC_TRY(ecc_atomic_open(&af, path));
-    int ok = len == 0 || fwrite(data, 1, len, af.f) == len;
-    return ecc_atomic_commit(&af, ok);
+    ecc_atomic_write(&af, data, len);
+    return ecc_atomic_commit(&af);
+}
+
+ecc_status ecc_random_id(char out[33])
+{
+    uint8_t b[16];
+    size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t n = getrandom(b + got, sizeof b - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return ecc_fail(ECC_ERR_IO, "getrandom failed: %s", strerror(errno));
+        got += (size_t)n;
+    }
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    return ECC_OK;
 }
 
 int ecc_file_exists(const char *path)

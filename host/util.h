@@ -34,17 +34,50 @@ int ecc_add_overflow(uint64_t a, uint64_t b, uint64_t *out);
 
 /* Read a whole file into a NUL-terminated buffer (at most max_bytes). */
 ecc_status ecc_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
-/* Write a file atomically: write PATH.tmp.<pid>, fsync, rename over PATH, so
- * a reader sees the old file or the new one, never a torn one. */
+/* One line for a failed write of PATH (errno err), naming PATH: "disk full"
+ * for ENOSPC, "disk full (quota exceeded)" for EDQUOT, strerror otherwise,
+ * and that the previous file (if any) was left as it was. */
+ecc_status ecc_fail_write(const char *path, int err);
+
+/* Write a file atomically: write PATH.tmp.<pid>, fsync, rename over PATH,
+ * fsync the directory, so a reader sees the old file or the new one, never a
+ * torn one. Any failed write, flush, sync or close is an error (PATH is then
+ * left as it was and the temporary removed). */
 ecc_status ecc_write_file_atomic(const char *path, const void *data, size_t len);
-/* The same for streamed writes: open, fwrite to af.f, commit (ok = 0 when the
- * caller failed: the temporary file is removed and nothing is renamed). */
+
+/* The same for streamed writes:
+ *   ecc_atomic_open     creates PATH.tmp.<pid>
+ *   ecc_atomic_write    writes through it; the first failure (its errno) is
+ *                       recorded and later writes are skipped; returns 1 while
+ *                       every write so far succeeded
+ *   ecc_atomic_commit   = ecc_atomic_finish, then ecc_atomic_rename
+ *   ecc_atomic_finish   checks every write, flushes, fsyncs and closes the
+ *                       temporary: it then holds the whole file, durably
+ *   ecc_atomic_rename   renames it over PATH and fsyncs the directory
+ *   ecc_atomic_abort    removes the temporary (the caller failed for its own
+ *                       reasons, or a later file of a set failed); always safe
+ * Every failing step removes the temporary and releases af, and fails with
+ * ecc_fail_write's message; after a successful ecc_atomic_finish, the caller
+ * must call ecc_atomic_rename or ecc_atomic_abort. Files that belong together
+ * (a run's tensors and run.json) are each finished before either is renamed,
+ * so a full disk leaves the old set whole. */
 typedef struct ecc_atomic_file {
-    FILE *f;
+    FILE *f;           /* NULL once finished */
     char *path, *tmp;
+    int err;           /* errno of the first failed write (0: none) */
+    uint64_t bytes;    /* bytes written */
 } ecc_atomic_file;
 ecc_status ecc_atomic_open(ecc_atomic_file *af, const char *path);
-ecc_status ecc_atomic_commit(ecc_atomic_file *af, int ok);
+int ecc_atomic_write(ecc_atomic_file *af, const void *data, size_t len);
+ecc_status ecc_atomic_finish(ecc_atomic_file *af);
+ecc_status ecc_atomic_rename(ecc_atomic_file *af);
+ecc_status ecc_atomic_commit(ecc_atomic_file *af);
+void ecc_atomic_abort(ecc_atomic_file *af);
+/* fsync the directory holding PATH, so that a rename into it is durable (a
+ * file system that cannot sync directories, EINVAL, has nothing to do). */
+ecc_status ecc_sync_dir_of(const char *path);
+/* 16 random bytes (getrandom) as 32 lowercase hex digits and a NUL. */
+ecc_status ecc_random_id(char out[33]);
 int ecc_file_exists(const char *path);
 int ecc_dir_exists(const char *path);
 /* Is DIR/NAME a regular file? */

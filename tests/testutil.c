@@ -142,6 +142,15 @@ int run_cli_env(char **out, char **err, const char *const *env_assignments, cons
     return 128 + WTERMSIG(status);
 }
 
+void assert_one_line_error(int rc, const char *err, const char *needle)
+{
+    cr_assert_eq(rc, 2, "expected exit 2, got %d (stderr: %s)", rc, err);
+    cr_assert(!strncmp(err, "eccolo: error: ", 15), "not an eccolo error: %s", err);
+    const char *nl = strchr(err, '\n');
+    cr_assert(nl && nl[1] == '\0', "error is not one line: %s", err);
+    cr_assert(strstr(err, needle), "error '%s' does not mention '%s'", err, needle);
+}
+
 double rel_err(const float *a, const double *b, size_t n)
 {
     double num = 0, den = 0;

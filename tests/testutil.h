@@ -29,6 +29,10 @@ int run_cli(char **out, char **err, const char *const *args);
  * child only. */
 int run_cli_env(char **out, char **err, const char *const *env_assignments, const char *const *args);
 
+/* A CLI error: exit 2 and exactly one line "eccolo: error: ..." that contains
+ * needle (aborts the test otherwise). */
+void assert_one_line_error(int rc, const char *err, const char *needle);
+
 /* Uniform in [0, 1) from a xorshift64 state (non-zero), 53 bits. */
 double test_uniform(uint64_t *state);
 

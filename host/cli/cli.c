@@ -324,7 +324,7 @@ static int cmd_info(int argc, char **argv)
     return 0;
 }
 
-int main(int argc, char **argv)
+static int dispatch(int argc, char **argv)
 {
     if (argc < 2)
         return cli_error("no command given (try eccolo --help)");
@@ -352,4 +352,19 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "info"))
         return cmd_info(argc - 1, argv + 1);
     return cli_error("unknown command '%s' (see eccolo --help)", cmd);
+}
+
+int main(int argc, char **argv)
+{
+    int rc = dispatch(argc, argv);
+    /* what was printed on stdout (a generated text, a script) is output too: a
+     * failed write of it (a full disk under a redirection) is an error; after
+     * another error, that one was the message */
+    errno = 0;
+    if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
+        int e = errno ? errno : EIO;
+        const char *why = e == ENOSPC ? "disk full" : e == EDQUOT ? "disk full (disk quota exceeded)" : strerror(e);
+        return cli_error("standard output: %s: what was printed is incomplete", why);
+    }
+    return rc;
 }

@@ -181,10 +181,36 @@ static void print_saliency(const ecc_run *r, ecc_model *m, int n)
     free(partial);
 }
 
-/* --nmf and --html after the run is written. */
-static int after_run(gen_args *g)
+/* --nmf K factorises a matrix of (tokens) x (captured layers x neurons): K
+ * larger than either cannot be computed, which is known before generating
+ * from the prompt and the number of new (or forced) tokens. */
+static int check_nmf_k(const gen_args *g, const ecc_model *m, int n_prompt, int n_cont)
+{
+    const ecc_options *o = &g->gen.o;
+    int forced = g->cont || g->cont_ids, n_new = forced ? n_cont : o->max_new_tokens;
+    int64_t T_max = (int64_t)n_prompt + n_new;
+    int64_t layers = (o->layer_to ? o->layer_to : m->cfg.n_layer) - o->layer_from;
+    int64_t cols = layers * m->cfg.n_inner;
+    if (g->nmf_k > T_max)
+        return cli_error("--nmf %d: the run will have at most %lld tokens (%d of the prompt and %d %s), and NMF needs "
+                         "no more components than tokens: use --nmf %lld or less%s", g->nmf_k, (long long)T_max,
+                         n_prompt, n_new, forced ? "forced" : "new", (long long)T_max,
+                         forced ? "" : ", or a larger --max-new-tokens");
+    if (g->nmf_k > cols)
+        return cli_error("--nmf %d: the activations captured have %lld columns (%lld layers x %d neurons), and NMF "
+                         "needs no more components than columns: use --nmf %lld or less", g->nmf_k, (long long)cols,
+                         (long long)layers, m->cfg.n_inner, (long long)cols);
+    return 0;
+}
+
+/* --nmf and --html after the run (of T tokens) is written. */
+static int after_run(gen_args *g, int T)
 {
     char *nmf_path = NULL;
+    if (g->nmf_k > T) /* the run stopped early, at the end-of-text token */
+        return cli_error("--nmf %d: the run stopped at the end-of-text token after %d tokens, fewer than the components "
+                         "asked for (the run is written): use eccolo nmf %s --components %d or less", g->nmf_k, T,
+                         g->out, T);
     if (g->nmf_k) {
         const char *dirs[1] = {g->out};
         ecc_nmf_job job;
@@ -241,6 +267,8 @@ static int run(gen_args *g)
         o->continuation_ids = cont;
         o->n_continuation = n_cont;
     }
+    if (g->nmf_k && (rc = check_nmf_k(g, m, n, n_cont)))
+        goto done;
     cli_gen_progress(&g->gen);
     if (ecc_generate(&r, m, ids, n, o) != ECC_OK) {
         rc = cli_lib_error();
@@ -260,13 +288,19 @@ static int run(gen_args *g)
         print_saliency(r, m, g->print_saliency);
     fflush(stdout);
     if (g->out) {
+        /* ecc_run_write removes what was computed from a previous run in the directory */
+        static const char *const derived[] = {"nmf.safetensors", "report.html"};
+        int had[2] = {ecc_file_exists_in(g->out, derived[0]), ecc_file_exists_in(g->out, derived[1])};
         if (ecc_run_write(r, m, text, g->out) != ECC_OK) {
             rc = cli_lib_error();
             goto done;
         }
         if (!g->gen.quiet)
             fprintf(stderr, "eccolo: wrote %s/run.json and %s/tensors.safetensors\n", g->out, g->out);
-        if ((rc = after_run(g)))
+        for (int i = 0; i < 2; i++)
+            if (had[i] && !ecc_file_exists_in(g->out, derived[i]) && !g->gen.quiet)
+                fprintf(stderr, "eccolo: removed %s/%s: it was computed from the previous run\n", g->out, derived[i]);
+        if ((rc = after_run(g, ecc_run_n_tokens(r))))
             goto done;
     }
     rc = 0;

@@ -153,7 +153,12 @@ static int submit_plan(const ecc_submit_plan *plan, const char *dir_abs, const c
         free(script), free(path), free(spec);
         return cli_lib_error();
     }
-    chmod(path, 0755);
+    if (chmod(path, 0755) != 0) {
+        int e = errno;
+        int rc = cli_error("%s: cannot make the script executable: %s", path, strerror(e));
+        free(script), free(path), free(spec);
+        return rc;
+    }
     int rc = 0;
     if (dry_run) {
         char *q = ecc_shell_quote(path);

@@ -6,23 +6,36 @@
 
 #include "util.h"
 
-/* run.json's "tensors_file" (size and header hash of the tensors file it was
- * written with) against the tensors.safetensors there: a process killed
- * between the two renames of ecc_run_write leaves a new tensors file beside
- * the old run.json. Runs written before eccolo recorded it are taken as they are. */
-static ecc_status check_pair(const ecc_run_dir *r)
+/* Does run.json belong with the tensors.safetensors beside it? Both carry the
+ * random run id of the write that made them (run_writer.c): a process killed
+ * between the two renames leaves new tensors beside the old run.json, and a
+ * tensors file copied from another run has that run's id, even when the
+ * shapes (and so the size and header) are the same. run.json's "tensors_file"
+ * (the size and header hash of its tensors file) is checked too. Runs written
+ * before eccolo recorded run ids (neither file has one) are checked by size
+ * and header only. */
+static ecc_status check_pair(ecc_run_dir *r)
 {
+    const char *tid = ecc_st_meta(r->st, "run_id");
+    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(r->json, "run_id");
+    int ids_ok = !tid && !jid; /* neither: written before run ids */
+    if (tid && cJSON_IsString(jid) && !strcmp(tid, jid->valuestring) && strlen(tid) < sizeof r->run_id) {
+        ids_ok = 1;
+        snprintf(r->run_id, sizeof r->run_id, "%s", tid);
+    }
     const cJSON *tf = cJSON_GetObjectItemCaseSensitive(r->json, "tensors_file");
-    if (!tf)
-        return ECC_OK;
-    const cJSON *b = cJSON_GetObjectItemCaseSensitive(tf, "bytes");
-    const cJSON *h = cJSON_GetObjectItemCaseSensitive(tf, "header_fnv1a64");
-    char hex[17];
-    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)ecc_st_header_hash(r->st));
-    if (!cJSON_IsNumber(b) || !cJSON_IsString(h) || b->valuedouble != (double)r->st->map_len ||
-        strcmp(h->valuestring, hex) != 0)
-        return ecc_fail(ECC_ERR_FORMAT, "%s: run.json and tensors.safetensors are from different runs (interrupted "
-                        "write?): rerun eccolo generate", r->dir);
+    int file_ok = 1;
+    if (tf) {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(tf, "bytes");
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(tf, "header_fnv1a64");
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)ecc_st_header_hash(r->st));
+        file_ok = cJSON_IsNumber(b) && cJSON_IsString(h) && b->valuedouble == (double)r->st->map_len &&
+                  !strcmp(h->valuestring, hex);
+    }
+    if (!ids_ok || !file_ok)
+        return ecc_fail(ECC_ERR_FORMAT, "%s: run.json and tensors.safetensors are from different runs (an interrupted "
+                        "write, or a file copied from another run): rerun eccolo generate --out %s", r->dir, r->dir);
     return ECC_OK;
 }
 

@@ -17,6 +17,7 @@ typedef struct ecc_run_dir {
     int T, n_input;     /* n_tokens and n_input, consistent with token_ids */
     const int32_t *ids; /* token_ids (inside the mapping, may be unaligned: copy to use) */
     int32_t *ids_copy;  /* [T] aligned copy of the ids */
+    char run_id[33];    /* the random id both files carry; "" for runs written before run ids */
 } ecc_run_dir;
 
 ecc_status ecc_run_dir_open(ecc_run_dir **out, const char *dir);

@@ -1,5 +1,9 @@
-/* Writing a run: DIR/tensors.safetensors, then DIR/run.json (the index a
- * reader opens first), each written to a temporary name and renamed. */
+/* Writing a run: DIR/tensors.safetensors and DIR/run.json (the index a
+ * reader opens first), each written whole to a temporary name and synced,
+ * then renamed: tensors first, then run.json. Both carry the same random run
+ * id, which the reader (run_reader.c) compares: a kill between the renames, or
+ * a tensors file copied from another run, is refused. A failed write of either
+ * leaves the previous pair whole. */
 #define _GNU_SOURCE /* kill, nanosleep, dirent */
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -9,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "explain/explain.h"
 #include "model/model.h"
@@ -110,7 +115,7 @@ static ecc_status tokens_json(cJSON *root, const ecc_run *r, const ecc_model *m)
 }
 
 /* The tensors a run writes: token_ids, token_logprobs, then what it computed. */
-static ecc_status collect_tensors(ecc_st_writer *w, const ecc_run *r)
+static ecc_status collect_tensors(ecc_st_writer *w, const ecc_run *r, const char *run_id)
 {
     int64_t T = r->T, G = r->T - r->n_input;
     ECC_TRY(ecc_st_writer_add(w, "token_ids", ECC_I32, 1, &T, r->ids));
@@ -123,6 +128,7 @@ static ecc_status collect_tensors(ecc_st_writer *w, const ecc_run *r)
     snprintf(n, sizeof n, "%d", r->n_input);
     ECC_TRY(ecc_st_writer_meta(w, "n_input", n));
     ECC_TRY(ecc_st_writer_meta(w, "format", "eccolo"));
+    ECC_TRY(ecc_st_writer_meta(w, "run_id", run_id));
     return ECC_OK;
 }
 
@@ -161,17 +167,37 @@ static void remove_stale_tmp(const char *dir)
 }
 
 /* What run.json records of its tensors.safetensors: the file's size and the
- * FNV-1a 64 of its header, read back from the file written. */
-static ecc_status tensors_file_json(cJSON *root, const char *tpath)
+ * FNV-1a 64 of its header, read back from the file written (its temporary,
+ * finished but not yet renamed). */
+static ecc_status tensors_file_json(cJSON *root, const char *tmp)
 {
     ecc_st_file *f;
-    ECC_TRY(ecc_st_open(&f, tpath));
+    ECC_TRY(ecc_st_open(&f, tmp));
     char hex[17];
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)ecc_st_header_hash(f));
     cJSON *tf = cJSON_AddObjectToObject(root, "tensors_file");
     cJSON_AddNumberToObject(tf, "bytes", (double)f->map_len);
     cJSON_AddStringToObject(tf, "header_fnv1a64", hex);
     ecc_st_close(f);
+    return ECC_OK;
+}
+
+/* After a new pair is in place: files of DIR computed from the previous run
+ * (nmf.safetensors, report.html) no longer match it, and are removed. */
+static ecc_status remove_derived(const char *dir)
+{
+    static const char *const names[] = {"nmf.safetensors", "report.html"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char *p = ecc_path_join(dir, names[i]);
+        if (!p)
+            return ECC_ERR_NOMEM;
+        ecc_status s = unlink(p) == 0 || errno == ENOENT
+                           ? ECC_OK
+                           : ecc_fail(ECC_ERR_IO, "%s: cannot remove this file of the previous run (%s): remove it "
+                                      "by hand", p, strerror(errno));
+        free(p);
+        ECC_TRY(s);
+    }
     return ECC_OK;
 }
 
@@ -191,21 +217,29 @@ ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *promp
 {
     ECC_TRY(ecc_mkdirs(dir));
     remove_stale_tmp(dir);
+    int had_run = ecc_file_exists_in(dir, "run.json") || ecc_file_exists_in(dir, "tensors.safetensors");
+    char run_id[33];
+    ECC_TRY(ecc_random_id(run_id));
     ecc_st_writer w;
     ecc_st_writer_init(&w);
+    ecc_atomic_file ta, ja; /* tensors, run.json */
+    memset(&ta, 0, sizeof ta);
+    memset(&ja, 0, sizeof ja);
     char *tpath = ecc_path_join(dir, "tensors.safetensors"), *jpath = ecc_path_join(dir, "run.json");
     cJSON *root = cJSON_CreateObject();
     ecc_status s = tpath && jpath && root ? ECC_OK : ecc_fail(ECC_ERR_NOMEM, "out of memory writing %s", dir);
     if (s == ECC_OK)
-        s = collect_tensors(&w, r);
+        s = collect_tensors(&w, r, run_id);
     if (s == ECC_OK)
-        s = ecc_st_writer_write(&w, tpath);
-    /* tensors first, then run.json naming them: a reader of the pair checks
-     * that they belong together (run_reader.c) */
+        s = ecc_atomic_open(&ta, tpath);
+    if (s == ECC_OK)
+        s = ecc_st_writer_write_to(&w, &ta);
+    if (s == ECC_OK)
+        s = ecc_atomic_finish(&ta);
     if (s == ECC_OK) {
         cJSON_AddStringToObject(root, "eccolo_version", ECCOLO_VERSION);
-        s = tensors_file_json(root, tpath);
-        test_slow_write();
+        cJSON_AddStringToObject(root, "run_id", run_id);
+        s = tensors_file_json(root, ta.tmp);
     }
     if (s == ECC_OK) {
         cJSON *model = cJSON_AddObjectToObject(root, "model");
@@ -236,9 +270,24 @@ ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *promp
         cJSON_AddNumberToObject(root, "tokens_per_second", gen_s > 0 ? (r->T - r->n_input) / gen_s : 0);
         tensor_index(root, &w);
         char *json = cJSON_Print(root);
-        s = json ? ecc_write_file_atomic(jpath, json, strlen(json)) : ecc_fail(ECC_ERR_NOMEM, "out of memory");
+        s = json ? ecc_atomic_open(&ja, jpath) : ecc_fail(ECC_ERR_NOMEM, "out of memory writing %s", jpath);
+        if (s == ECC_OK) {
+            ecc_atomic_write(&ja, json, strlen(json));
+            s = ecc_atomic_finish(&ja);
+        }
         free(json);
     }
+    /* both files are whole on disk: rename the tensors, then run.json */
+    if (s == ECC_OK)
+        s = ecc_atomic_rename(&ta);
+    if (s == ECC_OK) {
+        test_slow_write();
+        s = ecc_atomic_rename(&ja);
+    }
+    ecc_atomic_abort(&ta); /* the temporaries of a failed write (no-ops after the renames) */
+    ecc_atomic_abort(&ja);
+    if (s == ECC_OK && had_run)
+        s = remove_derived(dir);
     cJSON_Delete(root);
     ecc_st_writer_free(&w);
     free(tpath);

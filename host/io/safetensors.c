@@ -500,11 +500,11 @@ static uint64_t entry_bytes(const struct ecc_st_wentry *x)
     return n;
 }
 
-ecc_status ecc_st_writer_write(ecc_st_writer *w, const char *path)
+ecc_status ecc_st_writer_write_to(ecc_st_writer *w, ecc_atomic_file *af)
 {
     cJSON *root = cJSON_CreateObject();
     if (!root)
-        return ecc_fail(ECC_ERR_NOMEM, "out of memory writing %s", path);
+        return ecc_fail(ECC_ERR_NOMEM, "out of memory writing %s", af->path);
     if (w->n_meta) {
         cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
         for (int i = 0; i < w->n_meta; i++)
@@ -527,27 +527,31 @@ ecc_status ecc_st_writer_write(ecc_st_writer *w, const char *path)
     char *json = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (!json)
-        return ecc_fail(ECC_ERR_NOMEM, "out of memory writing %s", path);
+        return ecc_fail(ECC_ERR_NOMEM, "out of memory writing %s", af->path);
     /* pad the header with spaces to a multiple of 8 so data stays aligned */
     size_t hl = strlen(json), padded = (hl + 7) & ~(size_t)7;
     uint8_t len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    ecc_atomic_write(af, len8, 8);
+    ecc_atomic_write(af, json, hl);
+    ecc_atomic_write(af, "       ", padded - hl);
+    for (int i = 0; i < w->n; i++)
+        ecc_atomic_write(af, w->e[i].data, entry_bytes(&w->e[i]));
+    free(json);
+    return ECC_OK; /* a failed write is reported by ecc_atomic_finish */
+}
+
+ecc_status ecc_st_writer_write(ecc_st_writer *w, const char *path)
+{
     ecc_atomic_file af;
-    ecc_status s = ecc_atomic_open(&af, path);
+    ECC_TRY(ecc_atomic_open(&af, path));
+    ecc_status s = ecc_st_writer_write_to(w, &af);
     if (s != ECC_OK) {
-        free(json);
+        ecc_atomic_abort(&af);
         return s;
     }
-    int ok = fwrite(len8, 1, 8, af.f) == 8 && fwrite(json, 1, hl, af.f) == hl;
-    for (size_t i = hl; ok && i < padded; i++)
-        ok = fputc(' ', af.f) != EOF;
-    for (int i = 0; ok && i < w->n; i++) {
-        uint64_t nb = entry_bytes(&w->e[i]);
-        ok = nb == 0 || fwrite(w->e[i].data, 1, nb, af.f) == nb;
-    }
-    free(json);
-    return ecc_atomic_commit(&af, ok);
+    return ecc_atomic_commit(&af);
 }
 
 void ecc_st_writer_free(ecc_st_writer *w)

@@ -92,8 +92,14 @@ void ecc_st_writer_init(ecc_st_writer *w);
 ecc_status ecc_st_writer_add(ecc_st_writer *w, const char *name, ecc_dtype dtype, int ndim,
                              const int64_t *shape, const void *data);
 ecc_status ecc_st_writer_meta(ecc_st_writer *w, const char *key, const char *value);
-/* Write to PATH.tmp.<pid> and rename over PATH. */
+/* Write to PATH.tmp.<pid> and rename over PATH (ecc_atomic_commit: any
+ * failed write is an error and leaves PATH as it was). */
 ecc_status ecc_st_writer_write(ecc_st_writer *w, const char *path);
+/* Write the file's bytes into an open atomic file (util.h), whose caller
+ * finishes and renames it (or aborts it): for files committed together. A
+ * failed write is recorded in af and reported by ecc_atomic_finish. */
+struct ecc_atomic_file;
+ecc_status ecc_st_writer_write_to(ecc_st_writer *w, struct ecc_atomic_file *af);
 void ecc_st_writer_free(ecc_st_writer *w);
 
 #endif

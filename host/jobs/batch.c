@@ -341,6 +341,18 @@ static ecc_status write_run(batch_ctx *b, const ecc_batch_item *it, const ecc_ru
     ecc_status s = tmp && dst ? ecc_run_write(r, b->m, it->prompt, tmp) : ECC_ERR_NOMEM;
     if (s == ECC_OK && rename(tmp, dst) != 0)
         s = ecc_fail(ECC_ERR_IO, "%s: cannot rename into place: %s", dst, strerror(errno));
+    if (s == ECC_OK) /* durable before the manifest says done */
+        s = ecc_sync_dir_of(dst);
+    if (s != ECC_OK && tmp) { /* a failed write leaves no temporary directory behind */
+        static const char *const names[] = {"tensors.safetensors", "run.json"};
+        for (int i = 0; i < 2; i++) {
+            char *p = ecc_path_join(tmp, names[i]);
+            if (p)
+                unlink(p);
+            free(p);
+        }
+        rmdir(tmp);
+    }
     free(tmp);
     free(dst);
     return s;
@@ -404,6 +416,8 @@ static ecc_status run_batch(batch_ctx *b, ecc_batch_item **items, int n)
         if (w == ECC_OK) {
             b->st->tokens += ecc_run_n_tokens(runs[j]) - ecc_run_n_input(runs[j]);
             s = record(b, it, runs[j], NULL, secs);
+        } else if (w == ECC_ERR_IO) { /* the output cannot be written (a full disk): stop, the rest would fail too */
+            s = w;
         } else {
             s = record(b, it, NULL, ecc_last_error(), 0);
         }

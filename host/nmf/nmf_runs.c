@@ -88,8 +88,8 @@ static ecc_status build_x(float **X, int *T_total, int *Fp, int32_t *offsets, ec
     return ECC_OK;
 }
 
-static ecc_status write_nmf(const char *path, const ecc_nmf_job *job, const ecc_nmf_result *res, int T, int Fp,
-                            const int32_t *offsets, int from, int to)
+static ecc_status write_nmf(const char *path, const ecc_nmf_job *job, ecc_run_dir *const *run_dirs,
+                            const ecc_nmf_result *res, int T, int Fp, const int32_t *offsets, int from, int to)
 {
     int K = job->nmf.k;
     float *factors = ecc_malloc(sizeof(float) * (size_t)K * T, "NMF factors"); /* W^T */
@@ -101,11 +101,14 @@ static ecc_status write_nmf(const char *path, const ecc_nmf_job *job, const ecc_
     ecc_st_writer w;
     ecc_st_writer_init(&w);
     char buf[64];
-    cJSON *runs = cJSON_CreateArray();
-    for (int i = 0; i < job->n_dirs; i++)
+    cJSON *runs = cJSON_CreateArray(), *ids = cJSON_CreateArray();
+    for (int i = 0; i < job->n_dirs; i++) {
         cJSON_AddItemToArray(runs, cJSON_CreateString(job->dirs[i]));
-    char *runs_s = cJSON_PrintUnformatted(runs);
+        cJSON_AddItemToArray(ids, cJSON_CreateString(run_dirs[i]->run_id));
+    }
+    char *runs_s = cJSON_PrintUnformatted(runs), *ids_s = cJSON_PrintUnformatted(ids);
     cJSON_Delete(runs);
+    cJSON_Delete(ids);
     ecc_status s = ecc_st_writer_add(&w, "factors", ECC_F32, 2, (int64_t[]){K, T}, factors);
     if (s == ECC_OK)
         s = ecc_st_writer_add(&w, "loadings", ECC_F32, 2, (int64_t[]){K, Fp}, res->H);
@@ -129,11 +132,14 @@ static ecc_status write_nmf(const char *path, const ecc_nmf_job *job, const ecc_
     META("seed", "%llu", (unsigned long long)job->nmf.seed);
 #undef META
     if (s == ECC_OK)
-        s = ecc_st_writer_meta(&w, "runs", runs_s ? runs_s : "[]");
+        s = runs_s && ids_s ? ecc_st_writer_meta(&w, "runs", runs_s) : ecc_fail(ECC_ERR_NOMEM, "out of memory");
+    if (s == ECC_OK) /* which runs the factors belong to: a report of a rerun refuses them */
+        s = ecc_st_writer_meta(&w, "run_ids", ids_s);
     if (s == ECC_OK)
         s = ecc_st_writer_write(&w, path);
     ecc_st_writer_free(&w);
     free(runs_s);
+    free(ids_s);
     free(factors);
     return s;
 }
@@ -162,7 +168,7 @@ ecc_status ecc_nmf_runs(const ecc_nmf_job *job, ecc_nmf_result *res_out, char **
     char *path = NULL;
     if (s == ECC_OK) {
         path = job->out ? ecc_strdup(job->out) : ecc_path_join(job->dirs[0], "nmf.safetensors");
-        s = path ? write_nmf(path, job, &res, T, Fp, offsets, from, to) : ECC_ERR_NOMEM;
+        s = path ? write_nmf(path, job, runs, &res, T, Fp, offsets, from, to) : ECC_ERR_NOMEM;
     }
     if (be)
         be->destroy(be);

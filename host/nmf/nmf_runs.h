@@ -6,7 +6,9 @@
  *   loadings F32 [K, F']       F' = (to - from) * F, columns layer-major
  *   offsets  I32 [n_runs + 1]  where each run's positions start
  * with metadata: relative_error, iterations, seconds, layer_from, layer_to,
- * init, solver, n_components, tol, max_iter, seed, runs (JSON array). */
+ * init, solver, n_components, tol, max_iter, seed, runs (JSON array of the
+ * directories) and run_ids (JSON array of their run ids, "" for a run written
+ * before run ids): a report embeds the factors only into a run they name. */
 #ifndef ECC_NMF_RUNS_H
 #define ECC_NMF_RUNS_H
 

@@ -153,12 +153,36 @@ static int meta_int(const ecc_st_file *f, const char *key, int *out)
     return 1;
 }
 
-/* Which of the NMF's runs is RUN_DIR: the entry of metadata "runs" naming the
- * same directory, else the only run. -1 (error set) when none. */
-static int nmf_run_index(const ecc_st_file *f, const char *run_dir, int n_runs)
+/* Which of the NMF's runs is this run: the entry of metadata "run_ids" that
+ * holds its run id, so that factors computed from another run (the previous
+ * run of a directory that was generated again, a file passed with --nmf) are
+ * refused even when the shapes agree. A run written before run ids is found
+ * as before: the entry of "runs" naming the same directory, else the only
+ * run. -1 (error set) when none. */
+static int nmf_run_index(const ecc_st_file *f, const ecc_run_dir *run, int n_runs)
 {
+    const char *ids_s = ecc_st_meta(f, "run_ids");
+    if (run->run_id[0]) {
+        cJSON *ids = ids_s ? cJSON_Parse(ids_s) : NULL;
+        int found = -1, i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, ids)
+        {
+            if (found < 0 && cJSON_IsString(e) && !strcmp(e->valuestring, run->run_id))
+                found = i;
+            i++;
+        }
+        cJSON_Delete(ids);
+        if (found >= n_runs)
+            found = -1;
+        if (found < 0)
+            ecc_fail(ECC_ERR_INPUT, "%s: these NMF factors were not computed from this run of %s (run id %s; "
+                     "the directory was generated again since?): rerun eccolo nmf %s", f->path, run->dir,
+                     run->run_id, run->dir);
+        return found;
+    }
     cJSON *runs = cJSON_Parse(ecc_st_meta(f, "runs") ? ecc_st_meta(f, "runs") : "[]");
-    char *want = realpath(run_dir, NULL);
+    char *want = realpath(run->dir, NULL);
     int found = -1, i = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, runs)
@@ -175,7 +199,7 @@ static int nmf_run_index(const ecc_st_file *f, const char *run_dir, int n_runs)
         found = 0;
     if (found < 0)
         ecc_fail(ECC_ERR_INPUT, "%s: the NMF covers %d runs and none of them is %s; run eccolo nmf with this run, or pass "
-                 "its file with --nmf", f->path, n_runs, run_dir);
+                 "its file with --nmf", f->path, n_runs, run->dir);
     return found;
 }
 
@@ -222,7 +246,7 @@ static ecc_status nmf_check(nmf_view *v, const ecc_st_file *f, const rep_ctx *c)
     ecc_status s = ok ? ECC_OK
                       : ecc_fail(ECC_ERR_FORMAT, "%s: offsets should rise from 0 to %lld, the factors' tokens", path,
                                  (long long)W->shape[1]);
-    int run = s == ECC_OK ? nmf_run_index(f, c->run->dir, v->n_runs) : -1;
+    int run = s == ECC_OK ? nmf_run_index(f, c->run, v->n_runs) : -1;
     if (s == ECC_OK && run < 0)
         s = ECC_ERR_INPUT;
     if (s == ECC_OK && off[run + 1] - off[run] != c->T)
@@ -291,7 +315,7 @@ static ecc_status add_nmf(rep_ctx *c, const char *path)
 
 /* ---- the page -------------------------------------------------------------- */
 
-static int put(ecc_atomic_file *af, const void *p, size_t n) { return fwrite(p, 1, n, af->f) == n; }
+static int put(ecc_atomic_file *af, const void *p, size_t n) { return ecc_atomic_write(af, p, n); }
 
 /* The JSON with every '<' as \u003c ('<' only occurs inside JSON strings). */
 static int put_json(ecc_atomic_file *af, const char *json)
@@ -330,7 +354,8 @@ static int put_base64(ecc_atomic_file *af, const uint8_t *d, size_t n)
     return put(af, buf, o);
 }
 
-/* The template with its {{NAME}} placeholders filled. */
+/* The template with its {{NAME}} placeholders filled. A failed write stops
+ * the loop (put returns 0) and is reported by ecc_atomic_commit. */
 static ecc_status write_page(const rep_ctx *c, const char *path, size_t *bytes)
 {
     char *json = cJSON_PrintUnformatted(c->meta);
@@ -361,15 +386,13 @@ static ecc_status write_page(const rep_ctx *c, const char *path, size_t *bytes)
         p = strstr(name, "}}");
         p = p ? p + 2 : name;
     }
-    if (s == ECC_OK && !ok)
-        s = ecc_fail(ECC_ERR_IO, "%s: write failed (disk full?)", path);
-    long size = s == ECC_OK ? ftell(af.f) : 0;
-    if (af.f) {
-        ecc_status cs = ecc_atomic_commit(&af, s == ECC_OK);
-        s = s == ECC_OK ? cs : s;
-    }
+    uint64_t size = af.bytes;
+    if (s == ECC_OK)
+        s = ecc_atomic_commit(&af);
+    else
+        ecc_atomic_abort(&af);
     if (bytes)
-        *bytes = s == ECC_OK && size > 0 ? (size_t)size : 0;
+        *bytes = s == ECC_OK ? (size_t)size : 0;
     free(json);
     return s;
 }

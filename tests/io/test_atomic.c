@@ -118,8 +118,8 @@ static char run_state(const char *dir)
     ecc_run_dir *r = NULL;
     ecc_status s = ecc_run_dir_open(&r, dir);
     if (s != ECC_OK) {
-        const char *want = "run.json and tensors.safetensors are from different runs (interrupted write?): rerun "
-                           "eccolo generate";
+        const char *want = "run.json and tensors.safetensors are from different runs (an interrupted write, or a "
+                           "file copied from another run): rerun eccolo generate --out";
         cr_assert(strstr(ecc_last_error(), want), "%s: neither the old run nor the new one: %s", dir,
                   ecc_last_error());
         cr_assert(!strchr(ecc_last_error(), '\n'));
@@ -147,6 +147,26 @@ static const char *const *generate_args(const char *model, const char *dir, cons
         a[n++] = fixed[i];
     a[n] = NULL;
     return a;
+}
+
+/* Start a generate that sleeps between its renames (ECCOLO_TEST_SLOW_WRITE)
+ * and kill it once its new tensors file is in place: new tensors beside the
+ * old run.json. Returns the killed pid; *st is the new tensors file's stat. */
+static pid_t kill_between_renames(const char *const *args, const char *tpath, struct stat *st)
+{
+    struct stat before;
+    cr_assert(stat(tpath, &before) == 0);
+    static const char *const slower[] = {"ECCOLO_TEST_SLOW_WRITE=5000", NULL};
+    pid_t pid = spawn(slower, args);
+    for (double t = now(); now() - t < 60;) { /* until the new tensors file is renamed into place */
+        if (stat(tpath, st) == 0 && st->st_ino != before.st_ino)
+            break;
+        sleep_s(0.005);
+    }
+    cr_assert(st->st_ino != before.st_ino, "the new tensors file never appeared");
+    kill(pid, SIGKILL);
+    cr_assert_eq(reap(pid), 128 + SIGKILL);
+    return pid;
 }
 
 Test(atomic, generate_killed_at_random_moments, .timeout = 600)
@@ -181,18 +201,8 @@ Test(atomic, generate_killed_at_random_moments, .timeout = 600)
     /* a kill inside the window between the renames, on purpose: new tensors, old run.json */
     char *tpath = ecc_path_join(dir, "tensors.safetensors");
     cr_assert_eq(reap(spawn(NULL, generate_args(model, dir, PROMPT_A))), 0);
-    struct stat before, st;
-    cr_assert(stat(tpath, &before) == 0);
-    static const char *const slower[] = {"ECCOLO_TEST_SLOW_WRITE=5000", NULL};
-    pid_t pid = spawn(slower, generate_args(model, dir, PROMPT_B));
-    for (double t = now(); now() - t < 60;) { /* until the new tensors file is renamed into place */
-        if (stat(tpath, &st) == 0 && st.st_ino != before.st_ino)
-            break;
-        sleep_s(0.005);
-    }
-    cr_assert(st.st_ino != before.st_ino, "the new tensors file never appeared");
-    kill(pid, SIGKILL);
-    cr_assert_eq(reap(pid), 128 + SIGKILL);
+    struct stat st;
+    pid_t pid = kill_between_renames(generate_args(model, dir, PROMPT_B), tpath, &st);
     cr_assert_eq(run_state(dir), 'M', "a kill between the renames went undetected");
     /* a temporary the killed writer could have left (it was killed before opening its own) */
     char stale[64];
@@ -262,4 +272,30 @@ Test(atomic, nmf_killed_at_random_moments, .timeout = 600)
     cr_assert_eq(reap(spawn(NULL, args2)), 0);
     cr_assert_eq(nmf_state(dir), 2);
     free(model), free(root), free(dir);
+}
+
+/* A kill between the two renames when the old and the new run have the same
+ * shapes (3 prompt ids, 4 forced): same size, same header but for the run id.
+ * Before run ids, this pair passed as whole (issue 14). */
+Test(atomic, kill_between_renames_with_the_same_shapes, .timeout = 120)
+{
+    char *model = fixture_path("tiny-gpt2"), *root = test_tmpdir("atomic-same"), *dir = ecc_path_join(root, "run");
+    char *tpath = ecc_path_join(dir, "tensors.safetensors");
+    const char *a_args[] = {"generate", "--model", model, "--out", dir, "--prompt-ids", "10,20,30",
+                            "--continuation-ids", "40,50,60,70", "--activations", "--device", "cpu", "--threads",
+                            "1", "--quiet", NULL};
+    const char *b_args[] = {"generate", "--model", model, "--out", dir, "--prompt-ids", "11,21,31",
+                            "--continuation-ids", "41,51,61,71", "--activations", "--device", "cpu", "--threads",
+                            "1", "--quiet", NULL};
+    cr_assert_eq(reap(spawn(NULL, a_args)), 0, "generate failed");
+    struct stat before, st;
+    cr_assert(stat(tpath, &before) == 0);
+    kill_between_renames(b_args, tpath, &st);
+    cr_assert_eq(st.st_size, before.st_size, "the two runs should have the same shapes (and file size)");
+    ecc_run_dir *r = NULL;
+    ecc_status s = ecc_run_dir_open(&r, dir);
+    ecc_run_dir_close(r);
+    cr_assert_neq(s, ECC_OK, "a kill between the renames went undetected");
+    cr_assert(strstr(ecc_last_error(), "are from different runs"), "%s", ecc_last_error());
+    free(tpath), free(model), free(root), free(dir);
 }
