@@ -279,8 +279,8 @@ static ecc_status changed_error(const batch_ctx *b, const ecc_batch_item *it, in
     char more[64] = "";
     if (n_more > 0)
         snprintf(more, sizeof more, " (and %d more id%s)", n_more, n_more > 1 ? "s" : "");
-    return ecc_fail(ECC_ERR_INPUT, "batch: id \"%s\" (line %d) was done%s %s%s: rerun with "
-                    "--redo-changed to redo it, or write to another --out", it->id, it->line, who, what, more);
+    return ecc_fail(ECC_ERR_INPUT, "batch: id \"%s\" (line %d) was done%s %s%s: rerun with --redo-changed to redo "
+                    "%s, or write to another --out", it->id, it->line, who, what, more, n_more > 0 ? "them" : "it");
 }
 
 /* Take (lock) up to batch_size items of todo from *next on; the lock of an id
