@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "jobs/batch.h"
+#include "jobs/batch_dir.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -200,6 +201,46 @@ Test(batch_safety, a_shard_never_removes_another_shards_live_temporary, .timeout
     free(m), free(err), free(tmp_prefix), free(text), free(dir), free(out), free(prompts);
 }
 
+/* The lock itself, without timing: while this process holds the lock of p1,
+ * a batch leaves p1 (and the temporary of a dead writer of p1) alone; once
+ * released, the next run does p1 and removes that temporary. */
+Test(batch_safety, an_id_locked_by_a_live_process_is_left_to_it, .timeout = 120)
+{
+    char *dir = test_tmpdir("batchlocked"), *out = ecc_path_join(dir, "out"), *err, *log;
+    const char *text = "{\"id\": \"p1\", \"prompt\": \"Hello world\"}\n{\"id\": \"p2\", \"prompt\": \"The quick\"}\n";
+    char *prompts = write_prompts(dir, text, strlen(text));
+    pid_t dead = fork(); /* a pid that no longer runs */
+    cr_assert(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    wait_exit(dead);
+    char *tmp = fmt("%s/runs/.tmp-p1-%ld", out, (long)dead), *tmp2 = fmt("%s/runs/.tmp-p2-%ld", out, (long)dead);
+    cr_assert_eq(ecc_mkdirs(tmp), ECC_OK);
+    cr_assert_eq(ecc_mkdirs(tmp2), ECC_OK);
+    ecc_batch_locks l;
+    cr_assert_eq(ecc_batch_locks_open(&l, out), ECC_OK, "%s", ecc_last_error());
+    cr_assert_eq(ecc_batch_lock(&l, "p1"), 1);
+    char *m = fixture_path("tiny-gpt2");
+    int rc = run_cli(NULL, &log, ARGS("batch", "--model", m, "--prompts", prompts, "--out", out, "--max-new-tokens",
+                                      "3", "--activations", "--batch-size", "2"));
+    cr_assert_eq(rc, 0, "%s", log);
+    cr_assert(strstr(log, "1 left to another process"), "%s", log);
+    int done, failed;
+    count_records(out, "p1", &done, &failed);
+    cr_assert(done == 0 && failed == 0, "p1, locked by this test, has %d done and %d failed records", done, failed);
+    count_records(out, "p2", &done, &failed);
+    cr_assert(done == 1, "p2: %d done", done);
+    cr_assert(ecc_dir_exists(tmp), "the temporary of p1 was removed while p1 was locked");
+    cr_assert(!ecc_dir_exists(tmp2), "the temporary of p2 (dead writer, free lock) is still there");
+    ecc_batch_unlock(&l, "p1");
+    cr_assert_eq(batch(&err, prompts, out, NULL, NULL), 0, "%s", err);
+    count_records(out, "p1", &done, &failed);
+    cr_assert(done == 1 && failed == 0, "p1: %d done, %d failed", done, failed);
+    assert_no_temporaries(out);
+    ecc_batch_locks_close(&l);
+    free(m), free(log), free(err), free(tmp), free(tmp2), free(dir), free(out), free(prompts);
+}
+
 /* Before: the next record was glued onto the torn line, and its id was lost. */
 Test(batch_safety, a_torn_last_manifest_line_is_cut_before_the_next_record, .timeout = 120)
 {
@@ -234,7 +275,10 @@ Test(batch_safety, a_torn_last_manifest_line_is_cut_before_the_next_record, .tim
 }
 
 /* Before: a short write left half a record (the error was reported, but the
- * torn line stayed). RLIMIT_FSIZE makes the append fail as a full disk would. */
+ * torn line stayed). RLIMIT_FSIZE makes the append fail as a full disk would:
+ * the manifest is first padded (with a report line, which changes no state)
+ * past the size of any run file, so that p2's run is written and its record
+ * is what fails. */
 Test(batch_safety, a_failed_append_is_an_error_and_leaves_no_partial_record, .timeout = 120)
 {
     char *dir = test_tmpdir("batchfsize"), *out = ecc_path_join(dir, "out"), *err;
@@ -243,6 +287,13 @@ Test(batch_safety, a_failed_append_is_an_error_and_leaves_no_partial_record, .ti
     cr_assert_eq(batch(&err, prompts, out, NULL, NULL), 0, "%s", err);
     free(err);
     char *man = ecc_path_join(out, "manifest.jsonl");
+    FILE *f = fopen(man, "a");
+    cr_assert(f);
+    fputs("{\"id\":\"pad\",\"status\":\"failed\",\"invalid\":true,\"error\":\"", f);
+    for (int i = 0; i < (1 << 18); i++)
+        fputc('x', f);
+    fputs("\"}\n", f);
+    fclose(f);
     struct stat before;
     cr_assert_eq(stat(man, &before), 0);
     const char *two = "{\"id\": \"p1\", \"prompt\": \"Hello world\"}\n{\"id\": \"p2\", \"prompt\": \"The quick\"}\n";
@@ -252,7 +303,7 @@ Test(batch_safety, a_failed_append_is_an_error_and_leaves_no_partial_record, .ti
     const char *bin = getenv("ECCOLO_BIN");
     pid_t pid = fork();
     cr_assert(pid >= 0);
-    if (pid == 0) { /* any file may grow to 40 bytes past the manifest: the run of p2 fails, then its record */
+    if (pid == 0) { /* no file may grow past 40 bytes more than the manifest has */
         struct rlimit rl = {(rlim_t)before.st_size + 40, (rlim_t)before.st_size + 40};
         signal(SIGXFSZ, SIG_IGN);
         setrlimit(RLIMIT_FSIZE, &rl);
@@ -270,9 +321,13 @@ Test(batch_safety, a_failed_append_is_an_error_and_leaves_no_partial_record, .ti
     cr_assert_eq(stat(man, &after), 0);
     cr_assert_eq(after.st_size, before.st_size, "the manifest grew from %lld to %lld bytes: a partial record",
                  (long long)before.st_size, (long long)after.st_size);
+    /* the run of p2 is in place but not recorded: the next run redoes it, and every line is whole */
+    cr_assert_eq(batch(&err, prompts, out, NULL, NULL), 0, "%s", err);
     int done, failed;
-    count_records(out, "p1", &done, &failed); /* every line whole */
-    free(msg), free(log), free(m), free(man), free(dir), free(out), free(prompts);
+    count_records(out, "p2", &done, &failed);
+    cr_assert(done == 1 && failed == 0, "p2: %d done, %d failed", done, failed);
+    assert_no_temporaries(out);
+    free(err), free(msg), free(log), free(m), free(man), free(dir), free(out), free(prompts);
 }
 
 static void assert_prompt_of(const char *out, const char *id, const char *prompt)
