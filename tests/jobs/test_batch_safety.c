@@ -47,6 +47,18 @@ static int batch(char **err, const char *prompts, const char *out, const char *e
     return rc;
 }
 
+/* A fresh directory DIR with a batch of one prompt (p1) done in DIR/out. */
+static void batch_of_p1(const char *tag, char **dir, char **out, char **prompts)
+{
+    const char *one = "{\"id\": \"p1\", \"prompt\": \"Hello world\"}\n";
+    char *err;
+    *dir = test_tmpdir(tag);
+    *out = ecc_path_join(*dir, "out");
+    *prompts = write_prompts(*dir, one, strlen(one));
+    cr_assert_eq(batch(&err, *prompts, *out, NULL, NULL), 0, "%s", err);
+    free(err);
+}
+
 /* Start eccolo batch in the background; ECCOLO_TEST_SLOW_WRITE=slow_ms makes
  * each run's write last that long (host/io/run_writer.c). */
 static pid_t spawn_batch(const char *prompts, const char *out, const char *shard, const char *slow_ms)
@@ -244,11 +256,8 @@ Test(batch_safety, an_id_locked_by_a_live_process_is_left_to_it, .timeout = 120)
 /* Before: the next record was glued onto the torn line, and its id was lost. */
 Test(batch_safety, a_torn_last_manifest_line_is_cut_before_the_next_record, .timeout = 120)
 {
-    char *dir = test_tmpdir("batchtorn"), *out = ecc_path_join(dir, "out"), *err;
-    const char *one = "{\"id\": \"p1\", \"prompt\": \"Hello world\"}\n";
-    char *prompts = write_prompts(dir, one, strlen(one));
-    cr_assert_eq(batch(&err, prompts, out, NULL, NULL), 0, "%s", err);
-    free(err);
+    char *dir, *out, *prompts, *err;
+    batch_of_p1("batchtorn", &dir, &out, &prompts);
     char *man = ecc_path_join(out, "manifest.jsonl");
     FILE *f = fopen(man, "a");
     cr_assert(f);
@@ -281,11 +290,8 @@ Test(batch_safety, a_torn_last_manifest_line_is_cut_before_the_next_record, .tim
  * is what fails. */
 Test(batch_safety, a_failed_append_is_an_error_and_leaves_no_partial_record, .timeout = 120)
 {
-    char *dir = test_tmpdir("batchfsize"), *out = ecc_path_join(dir, "out"), *err;
-    const char *one = "{\"id\": \"p1\", \"prompt\": \"Hello world\"}\n";
-    char *prompts = write_prompts(dir, one, strlen(one));
-    cr_assert_eq(batch(&err, prompts, out, NULL, NULL), 0, "%s", err);
-    free(err);
+    char *dir, *out, *prompts, *err;
+    batch_of_p1("batchfsize", &dir, &out, &prompts);
     char *man = ecc_path_join(out, "manifest.jsonl");
     FILE *f = fopen(man, "a");
     cr_assert(f);
@@ -391,11 +397,8 @@ Test(batch_safety, a_resumed_batch_refuses_changed_work_unless_told_to_redo_it, 
 /* Before: eccolo nmf followed the id "../../x" out of the batch directory. */
 Test(batch_safety, manifest_ids_are_checked_before_they_name_paths, .timeout = 120)
 {
-    char *dir = test_tmpdir("batchescape"), *out = ecc_path_join(dir, "out"), *err;
-    const char *one = "{\"id\": \"p1\", \"prompt\": \"Hello world\"}\n";
-    char *prompts = write_prompts(dir, one, strlen(one));
-    cr_assert_eq(batch(&err, prompts, out, NULL, NULL), 0, "%s", err);
-    free(err);
+    char *dir, *out, *prompts, *err;
+    batch_of_p1("batchescape", &dir, &out, &prompts);
     char *run = fmt("%s/runs/p1", out), *x = ecc_path_join(dir, "x"), *man = ecc_path_join(out, "manifest.jsonl");
     copy_dir(run, x); /* a valid run at OUT/runs/../../x */
     const char *bad = "{\"id\":\"../../x\",\"status\":\"done\"}\n";
