@@ -2,17 +2,21 @@
  * prompts file (JSONL): each line through ecc_batch_parse_line, the whole
  * file through ecc_batch_read, and the same bytes as a manifest.jsonl
  * through ecc_batch_done_ids. Every item must come out well-formed: an id
- * that can name a directory (or "line-N"), and either an error or a prompt. */
+ * that can name a directory (or "line:N"), and either an error or a prompt;
+ * every done id read from a manifest can name a directory (or the manifest
+ * is refused as damaged). */
 #include "fuzz_common.h"
 
 #include "jobs/batch.h"
+#include "jobs/manifest.h"
 #include "util.h"
 
 /* from_file: a later line with an id already used keeps its prompt but gets an error */
 static void check_item(const ecc_batch_item *it, int from_file)
 {
     FUZZ_CHECK(it->id, "an item without an id (line %d)", it->line);
-    FUZZ_CHECK(ecc_batch_id_ok(it->id) || !strncmp(it->id, "line-", 5), "id '%s' cannot name a directory", it->id);
+    FUZZ_CHECK(ecc_batch_id_ok(it->id) || (ecc_manifest_is_line_id(it->id) && it->error),
+               "id '%s' cannot name a directory", it->id);
     int dup = from_file && it->error && !strncmp(it->error, "duplicate id", 12);
     FUZZ_CHECK(dup ? it->prompt != NULL : !it->error != !it->prompt, "line %d: error %p, prompt %p", it->line,
                (void *)it->error, (void *)it->prompt);
@@ -65,11 +69,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char **ids = NULL;
     int n = 0;
     s = ecc_batch_done_ids(&ids, &n, dir);
-    FUZZ_CHECK(s == ECC_OK, "ecc_batch_done_ids: %s", ecc_last_error());
+    FUZZ_CHECK(s == ECC_OK || s == ECC_ERR_FORMAT, "ecc_batch_done_ids: %s", ecc_last_error());
+    FUZZ_CHECK(s == ECC_OK || (!ids && !n), "a refused manifest gave %d ids", n);
     for (int i = 0; i < n; i++) {
-        FUZZ_CHECK(ids[i], "NULL id");
-        free(ids[i]);
+        FUZZ_CHECK(ids[i] && ecc_batch_id_ok(ids[i]), "done id '%s' cannot name a directory", ids[i] ? ids[i] : "");
+        for (int j = 0; j < i && j < 64; j++)
+            FUZZ_CHECK(strcmp(ids[i], ids[i - 1 - j]), "done id '%s' listed twice", ids[i]);
     }
+    for (int i = 0; i < n; i++)
+        free(ids[i]);
     free(ids);
     return 0;
 }

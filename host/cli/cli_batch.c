@@ -14,12 +14,16 @@ static const char *k_usage =
     "Each input line is a JSON object: {\"id\": \"name\", \"prompt\": \"...\"} with optional\n"
     "\"continuation\" (forced, to explain a given text) and \"max_new_tokens\". Every prompt is\n"
     "written to DIR/runs/<id>/ (run.json + tensors.safetensors, as eccolo generate --out) and\n"
-    "recorded in DIR/manifest.jsonl. Re-running the same command skips what is done.\n"
+    "recorded in DIR/manifest.jsonl. Re-running the same command skips what is done; a done\n"
+    "id whose prompt, continuation, model or generate options changed since is refused\n"
+    "(--redo-changed redoes it). Several processes may share DIR (shards, or the same\n"
+    "command twice): each id is computed by one of them.\n"
     "\n"
     "  --prompts FILE          the JSONL file\n"
     "  --out DIR               the output directory\n"
     "  --batch-size B          sequences generated and explained together (default 8)\n"
     "  --shard I/N             take the ids whose hash modulo N is I (default 0/1: all)\n"
+    "  --redo-changed          redo the done ids whose prompt, continuation, model or options changed\n"
     "\n";
 
 static int parse_shard(const char *s, int *i, int *n)
@@ -59,7 +63,9 @@ int cmd_batch(int argc, char **argv)
                 return ECC_EXIT_ERROR;
             continue;
         }
-        if ((r = cli_opt(&a, "--prompts", &v))) {
+        if (cli_flag(&a, "--redo-changed")) {
+            job.redo_changed = 1;
+        } else if ((r = cli_opt(&a, "--prompts", &v))) {
             if (r < 0)
                 return ECC_EXIT_ERROR;
             job.prompts = v;
@@ -95,12 +101,18 @@ int cmd_batch(int argc, char **argv)
     if (ecc_batch_run(&st, m, &job) != ECC_OK) {
         rc = cli_lib_error();
     } else {
+        char extra[160] = "";
+        int n = 0;
+        if (st.redone)
+            n = snprintf(extra, sizeof extra, " (%d redone: changed since)", st.redone);
+        if (st.busy)
+            snprintf(extra + n, sizeof extra - (size_t)n, ", %d left to another process working there", st.busy);
         if (!gen.quiet)
             fprintf(stderr,
-                    "eccolo batch: shard %d/%d: %d prompts: %d done now, %d done before, %d failed; %lld tokens in "
-                    "%.1f s (%.1f tokens/s); see %s/manifest.jsonl\n",
-                    job.shard, job.n_shards, st.total, st.done, st.skipped, st.failed, (long long)st.tokens, st.seconds,
-                    st.seconds > 0 ? st.tokens / st.seconds : 0, job.out);
+                    "eccolo batch: shard %d/%d: %d prompts: %d done now%s, %d done before, %d failed; %lld tokens "
+                    "in %.1f s (%.1f tokens/s); see %s/manifest.jsonl\n",
+                    job.shard, job.n_shards, st.total, st.done, extra, st.skipped, st.failed, (long long)st.tokens,
+                    st.seconds, st.seconds > 0 ? st.tokens / st.seconds : 0, job.out);
         rc = st.failed ? 1 : 0; /* 1: the batch ran, but some prompts failed (see the manifest) */
     }
     cli_gen_free(&gen);

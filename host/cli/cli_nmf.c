@@ -113,18 +113,27 @@ int cmd_nmf(int argc, char **argv)
             return cli_lib_error();
         }
         owned = calloc((size_t)n_ids + 1, sizeof(char *));
-        for (int i = 0; owned && i < n_ids; i++) {
-            char *runs = ecc_path_join(dirs[0], "runs");
-            owned[n_owned++] = runs ? ecc_path_join(runs, ids[i]) : NULL;
-            free(runs);
-        }
+        char *runs = ecc_path_join(dirs[0], "runs");
+        for (int i = 0; owned && runs && i < n_ids; i++) /* ids checked by ecc_batch_done_ids: no "..", no "/" */
+            if ((owned[n_owned] = ecc_path_join(runs, ids[i])) != NULL)
+                n_owned++;
+        int oom = !runs || n_owned < n_ids;
+        free(runs);
         for (int i = 0; i < n_ids; i++)
             free(ids[i]);
         free(ids);
-        if (!owned || n_owned == 0) {
+        if (oom || !owned) {
+            for (int i = 0; owned && i < n_owned; i++)
+                free(owned[i]);
             free(owned);
             free(dirs);
-            return cli_error("nmf: %s is a batch directory without finished runs", argv[1]);
+            return cli_error("nmf: out of memory");
+        }
+        if (n_owned == 0) {
+            rc = cli_error("nmf: %s is a batch directory without finished runs", dirs[0]);
+            free(owned);
+            free(dirs);
+            return rc;
         }
     }
     job.dirs = owned ? (const char *const *)owned : dirs;

@@ -1,279 +1,119 @@
+/* Running a batch (host/jobs/batch.h): several processes may share one output
+ * directory (jobs/batch_dir.h says how they split the ids), every record is
+ * appended to the manifest (jobs/manifest.h) by a checked append, and a
+ * resumed batch compares each done id's fingerprints with today's work. */
 #define _GNU_SOURCE
 #include "jobs/batch.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
-#include "model/model.h"
 #include "engine/run.h"
+#include "jobs/batch_dir.h"
+#include "jobs/manifest.h"
+#include "model/model.h"
 #include "util.h"
 
-#define MAX_PROMPTS_FILE ((size_t)1 << 32) /* 4 GiB of JSONL */
-#define MAX_LINE ((size_t)64 << 20)        /* one request, as --prompt-file allows */
-
-/* ---- reading the prompts ------------------------------------------------------------ */
-
-int ecc_batch_id_ok(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > 200 || id[0] == '.')
-        return 0;
-    for (const char *p = id; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-              *p == '_' || *p == '.'))
-            return 0;
-    return 1;
-}
-
-int ecc_batch_shard_of(const char *id, int n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-        h = (h ^ *p) * 0x100000001b3ull;
-    return n > 1 ? (int)(h % (uint64_t)n) : 0;
-}
-
-static char *fmt_error(const char *fmt, const char *arg)
-{
-    char buf[512];
-    snprintf(buf, sizeof buf, fmt, arg);
-    return strdup(buf);
-}
-
-int ecc_batch_parse_line(ecc_batch_item *it, const char *text, size_t len, int line)
-{
-    memset(it, 0, sizeof *it);
-    it->line = line;
-    it->max_new_tokens = -1;
-    size_t i = 0;
-    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r'))
-        i++;
-    if (i == len)
-        return 0;
-    if (len > MAX_LINE) { /* not parsed: cJSON would hold a copy of every string in it */
-        char buf[96];
-        snprintf(buf, sizeof buf, "line-%d", line);
-        it->id = strdup(buf);
-        snprintf(buf, sizeof buf, "the line is %zu bytes, more than the %zu allowed", len, MAX_LINE);
-        it->error = strdup(buf);
-        return 1;
-    }
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
-    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(j, "prompt");
-    const cJSON *co = cJSON_GetObjectItemCaseSensitive(j, "continuation");
-    const cJSON *mx = cJSON_GetObjectItemCaseSensitive(j, "max_new_tokens");
-    if (cJSON_IsString(id) && ecc_batch_id_ok(id->valuestring))
-        it->id = strdup(id->valuestring);
-    if (!j || !cJSON_IsObject(j))
-        it->error = strdup("not a JSON object");
-    else if (!cJSON_IsString(id))
-        it->error = strdup("no \"id\" string");
-    else if (!it->id)
-        it->error = fmt_error("id \"%.60s\" cannot name a directory: use 1-200 letters, digits, '.', '-' or '_', "
-                              "not starting with '.'", id->valuestring);
-    else if (!cJSON_IsString(pr))
-        it->error = strdup("no \"prompt\" string");
-    else if (co && !cJSON_IsString(co) && !cJSON_IsNull(co))
-        it->error = strdup("\"continuation\" must be a string");
-    else if (mx && !cJSON_IsNull(mx) &&
-             (!cJSON_IsNumber(mx) || mx->valuedouble < 0 || mx->valuedouble > (1 << 20) ||
-              mx->valuedouble != (double)(int)mx->valuedouble))
-        it->error = strdup("\"max_new_tokens\" must be an integer from 0 to 1048576");
-    else {
-        it->prompt = strdup(pr->valuestring);
-        if (cJSON_IsString(co))
-            it->continuation = strdup(co->valuestring);
-        if (cJSON_IsNumber(mx))
-            it->max_new_tokens = mx->valueint;
-    }
-    if (!it->id) {
-        char buf[32];
-        snprintf(buf, sizeof buf, "line-%d", line);
-        it->id = strdup(buf);
-    }
-    cJSON_Delete(j);
-    return 1;
-}
-
-static int by_id(const void *a, const void *b)
-{
-    const ecc_batch_item *x = *(ecc_batch_item *const *)a, *y = *(ecc_batch_item *const *)b;
-    int c = strcmp(x->id, y->id);
-    return c ? c : (x->line > y->line) - (x->line < y->line);
-}
-
-ecc_status ecc_batch_read(ecc_batch_items *out, const char *path)
-{
-    memset(out, 0, sizeof *out);
-    char *data;
-    size_t len;
-    ECC_TRY(ecc_read_file(path, MAX_PROMPTS_FILE, &data, &len));
-    size_t cap = 64;
-    out->items = ecc_malloc(cap * sizeof *out->items, "the prompts");
-    if (!out->items) {
-        free(data);
-        return ECC_ERR_NOMEM;
-    }
-    int line = 0;
-    for (size_t at = 0; at < len;) {
-        const char *nl = memchr(data + at, '\n', len - at);
-        size_t n = nl ? (size_t)(nl - (data + at)) : len - at;
-        line++;
-        if (out->n == (int)cap) {
-            void *p = realloc(out->items, (cap *= 2) * sizeof *out->items);
-            if (!p) {
-                free(data);
-                ecc_batch_items_free(out);
-                return ecc_fail(ECC_ERR_NOMEM, "out of memory reading %s", path);
-            }
-            out->items = p;
-        }
-        if (ecc_batch_parse_line(&out->items[out->n], data + at, n, line))
-            out->n++;
-        at += n + 1;
-    }
-    free(data);
-    /* a repeated id: the later lines fail */
-    ecc_batch_item **idx = ecc_malloc(sizeof *idx * (size_t)(out->n ? out->n : 1), "the prompts");
-    if (!idx) {
-        ecc_batch_items_free(out);
-        return ECC_ERR_NOMEM;
-    }
-    for (int i = 0; i < out->n; i++)
-        idx[i] = &out->items[i];
-    qsort(idx, (size_t)out->n, sizeof *idx, by_id);
-    for (int i = 1; i < out->n; i++)
-        if (!strcmp(idx[i]->id, idx[i - 1]->id) && !idx[i]->error) {
-            int first = i - 1;
-            while (first > 0 && !strcmp(idx[first - 1]->id, idx[i]->id))
-                first--;
-            char buf[96];
-            snprintf(buf, sizeof buf, "duplicate id (first on line %d)", idx[first]->line);
-            idx[i]->error = strdup(buf);
-        }
-    free(idx);
-    return ECC_OK;
-}
-
-void ecc_batch_items_free(ecc_batch_items *b)
-{
-    for (int i = 0; i < b->n; i++) {
-        free(b->items[i].id);
-        free(b->items[i].prompt);
-        free(b->items[i].continuation);
-        free(b->items[i].error);
-    }
-    free(b->items);
-    memset(b, 0, sizeof *b);
-}
-
-/* ---- the manifest ----------------------------------------------------------------------- */
-
-/* Append one line under an exclusive lock, in a single write, and sync. */
-static ecc_status manifest_append(const char *path, cJSON *line)
-{
-    char *text = cJSON_PrintUnformatted(line);
-    if (!text)
-        return ecc_fail(ECC_ERR_NOMEM, "out of memory writing %s", path);
-    size_t n = strlen(text);
-    text[n] = '\n'; /* replaces the terminator: written with its length */
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    ecc_status s = ECC_OK;
-    if (fd < 0)
-        s = ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    else {
-        flock(fd, LOCK_EX);
-        if (write(fd, text, n + 1) != (ssize_t)(n + 1) || fsync(fd) != 0)
-            s = ecc_fail(ECC_ERR_IO, "%s: cannot append: %s", path, strerror(errno));
-        flock(fd, LOCK_UN);
-        close(fd);
-    }
-    free(text);
-    return s;
-}
-
-static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-ecc_status ecc_batch_manifest_each(const char *dir, ecc_manifest_fn fn, void *ctx)
-{
-    char *path = ecc_path_join(dir, "manifest.jsonl"), *data = NULL;
-    size_t len = 0;
-    if (!path)
-        return ECC_ERR_NOMEM;
-    if (!ecc_file_exists(path)) {
-        free(path);
-        return ECC_OK;
-    }
-    ecc_status s = ecc_read_file(path, MAX_PROMPTS_FILE, &data, &len);
-    free(path);
-    for (size_t at = 0; s == ECC_OK && at < len;) {
-        const char *nl = memchr(data + at, '\n', len - at);
-        size_t l = nl ? (size_t)(nl - (data + at)) : len - at;
-        cJSON *j = cJSON_ParseWithLength(data + at, l); /* a torn last line does not parse: ignored */
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id"), *st = cJSON_GetObjectItemCaseSensitive(j, "status");
-        if (cJSON_IsString(id) && cJSON_IsString(st))
-            s = fn(id->valuestring, !strcmp(st->valuestring, "done"), ctx);
-        cJSON_Delete(j);
-        at += l + 1;
-    }
-    free(data);
-    return s;
-}
-
-typedef struct done_ids {
-    char **ids;
-    int n, cap;
-} done_ids;
-
-static ecc_status add_done(const char *id, int done, void *ctx)
-{
-    done_ids *d = ctx;
-    if (!done)
-        return ECC_OK;
-    if (d->n == d->cap) {
-        char **p = realloc(d->ids, sizeof(char *) * (size_t)(d->cap = d->cap ? 2 * d->cap : 64));
-        if (!p)
-            return ecc_fail(ECC_ERR_NOMEM, "out of memory reading the manifest");
-        d->ids = p;
-    }
-    if (!(d->ids[d->n] = ecc_strdup(id)))
-        return ECC_ERR_NOMEM;
-    d->n++;
-    return ECC_OK;
-}
+/* ---- readers of a batch's results --------------------------------------------------------- */
 
 ecc_status ecc_batch_done_ids(char ***ids, int *n, const char *dir)
 {
-    done_ids d = {0};
-    ecc_status s = ecc_batch_manifest_each(dir, add_done, &d);
-    *ids = d.ids;
-    *n = d.n;
+    *ids = NULL;
+    *n = 0;
+    ecc_manifest man;
+    ecc_status s = ecc_manifest_open(&man, dir);
+    char **v = s == ECC_OK ? ecc_calloc((size_t)man.n + 1, sizeof *v, "the done ids") : NULL;
+    if (s == ECC_OK && !v)
+        s = ECC_ERR_NOMEM;
+    int k = 0;
+    for (int i = 0; s == ECC_OK && i < man.n; i++)
+        if (man.e[i].done) {
+            v[k++] = man.e[i].id; /* taken over from the manifest */
+            man.e[i].id = NULL;
+        }
+    ecc_manifest_free(&man);
+    if (s == ECC_OK) {
+        *ids = v;
+        *n = k;
+    } else {
+        free(v);
+    }
     return s;
 }
 
-/* ---- running --------------------------------------------------------------------------- */
+/* ---- fingerprints ----------------------------------------------------------------------------- */
+
+static uint64_t fnv_add(uint64_t h, const void *data, size_t n)
+{
+    for (const unsigned char *p = data; n--; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h;
+}
+
+#define FNV_INIT 0xcbf29ce484222325ull
+
+typedef struct fingerprint {
+    char input[17];   /* the prompt and the continuation */
+    char options[17]; /* the model and every option that changes the results of the item */
+} fingerprint;
+
+/* What an item's results are made from. Not in it: the device, threads, batch
+ * size and memory budget, which change nothing beyond rounding. */
+static void fingerprint_of(fingerprint *fp, const ecc_batch_item *it, const ecc_model *m, const ecc_options *o)
+{
+    uint64_t h = fnv_add(FNV_INIT, it->prompt, strlen(it->prompt) + 1); /* with its NUL: "ab"+"c" != "a"+"bc" */
+    h = fnv_add(h, it->continuation ? "c" : "-", 1);
+    if (it->continuation)
+        h = fnv_add(h, it->continuation, strlen(it->continuation));
+    snprintf(fp->input, sizeof fp->input, "%016llx", (unsigned long long)h);
+
+    char buf[512];
+    size_t n = 0;
+#define ADD(...) n += (size_t)snprintf(buf + n, n < sizeof buf ? sizeof buf - n : 0, __VA_ARGS__)
+    ADD("dtype=%s;precision=%d;", m->dtype, (int)o->precision);
+    if (!it->continuation) {
+        ADD("max_new_tokens=%d;stop_at_eos=%d;sample=%d;", it->max_new_tokens >= 0 ? it->max_new_tokens
+                                                                                   : o->max_new_tokens,
+            o->stop_at_eos, o->sample);
+        if (o->sample)
+            ADD("temperature=%.9g;top_k=%d;top_p=%.9g;seed=%llu;", (double)o->temperature, o->top_k,
+                (double)o->top_p, (unsigned long long)o->seed);
+    }
+    ADD("attribution=%u;target=%d;", o->attribution, (int)o->target);
+    if (o->attribution & ECC_ATTR_INTEGRATED_GRADIENTS)
+        ADD("ig_steps=%d;", o->ig_steps);
+    if (o->activations)
+        ADD("layers=%d:%d;", o->layer_from, o->layer_to ? o->layer_to : m->cfg.n_layer);
+    ADD("hidden_states=%d;attention=%d;rankings=%d;", o->hidden_states, o->attention, o->rankings);
+    if (o->rankings)
+        ADD("lens=%d;top_k_layers=%d;watch=%d;", (int)o->lens, o->top_k_layers, o->n_watch);
+#undef ADD
+    const char *model = m->id ? m->id : "";
+    h = fnv_add(FNV_INIT, model, strlen(model) + 1);
+    h = fnv_add(h, buf, ECC_MIN(n, sizeof buf - 1));
+    if (o->rankings && o->n_watch > 0)
+        h = fnv_add(h, o->watch_ids, sizeof(int32_t) * (size_t)o->n_watch);
+    snprintf(fp->options, sizeof fp->options, "%016llx", (unsigned long long)h);
+}
+
+/* ---- running ---------------------------------------------------------------------------------- */
 
 typedef struct batch_ctx {
     const ecc_batch_job *job;
     ecc_model *m;
-    char *runs_dir, *manifest;
-    char **done; /* sorted */
-    int n_done;
+    char *runs_dir;
+    ecc_manifest man;
+    ecc_batch_locks locks;
+    const ecc_batch_item *items; /* all items of the prompts file */
+    fingerprint *fp;             /* [items]: of the items that can run */
     ecc_batch_stats *st;
     double t0;
 } batch_ctx;
 
-static int is_done(const batch_ctx *b, const char *id)
-{
-    return b->n_done && bsearch(&id, b->done, (size_t)b->n_done, sizeof(char *), str_cmp) != NULL;
-}
+static const fingerprint *fp_of(const batch_ctx *b, const ecc_batch_item *it) { return &b->fp[it - b->items]; }
 
 static ecc_status record(batch_ctx *b, const ecc_batch_item *it, const ecc_run *r, const char *error, double secs)
 {
@@ -282,6 +122,12 @@ static ecc_status record(batch_ctx *b, const ecc_batch_item *it, const ecc_run *
     cJSON_AddStringToObject(j, "status", error ? "failed" : "done");
     cJSON_AddNumberToObject(j, "line", it->line);
     cJSON_AddNumberToObject(j, "shard", b->job->shard);
+    if (it->error) { /* the line could not run: a report, which leaves the state of its id as it was */
+        cJSON_AddBoolToObject(j, "invalid", 1);
+    } else {
+        cJSON_AddStringToObject(j, "input_fingerprint", fp_of(b, it)->input);
+        cJSON_AddStringToObject(j, "options_fingerprint", fp_of(b, it)->options);
+    }
     if (r) {
         int G = ecc_run_n_tokens(r) - ecc_run_n_input(r);
         cJSON_AddNumberToObject(j, "n_input", ecc_run_n_input(r));
@@ -291,70 +137,39 @@ static ecc_status record(batch_ctx *b, const ecc_batch_item *it, const ecc_run *
     }
     if (error)
         cJSON_AddStringToObject(j, "error", error);
-    ecc_status s = manifest_append(b->manifest, j);
+    char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
-    if (error)
+    ecc_status s = text ? ecc_manifest_append(b->man.path, text, strlen(text))
+                        : ecc_fail(ECC_ERR_NOMEM, "out of memory writing %s", b->man.path);
+    free(text);
+    if (s == ECC_OK && error)
         b->st->failed++;
-    else
+    else if (s == ECC_OK)
         b->st->done++;
     return s;
 }
 
-/* Remove OUT/runs/.tmp-<id>-* left by a process killed while writing <id>:
- * only the shard that owns an id ever writes it, so no live writer is hurt. */
-static void remove_stale_tmp(const char *runs_dir, const char *id)
-{
-    char prefix[300];
-    snprintf(prefix, sizeof prefix, ".tmp-%s-", id);
-    DIR *d = opendir(runs_dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
-            continue;
-        char *tmp = ecc_path_join(runs_dir, e->d_name);
-        DIR *t = tmp ? opendir(tmp) : NULL;
-        struct dirent *f;
-        while (t && (f = readdir(t))) {
-            if (f->d_name[0] == '.' && (!f->d_name[1] || (f->d_name[1] == '.' && !f->d_name[2])))
-                continue;
-            char *p = ecc_path_join(tmp, f->d_name);
-            if (p)
-                unlink(p);
-            free(p);
-        }
-        if (t)
-            closedir(t);
-        if (tmp)
-            rmdir(tmp);
-        free(tmp);
-    }
-    if (d)
-        closedir(d);
-}
-
-/* OUT/runs/.tmp-<id>-<pid> written whole, then renamed to OUT/runs/<id>. */
+/* OUT/runs/.tmp-<id>-<pid> written whole, then renamed to OUT/runs/<id>
+ * (replacing an older run of the id). The caller holds the lock of the id. */
 static ecc_status write_run(batch_ctx *b, const ecc_batch_item *it, const ecc_run *r)
 {
     char tmp_name[300];
     snprintf(tmp_name, sizeof tmp_name, ".tmp-%s-%ld", it->id, (long)getpid());
-    char *tmp = ecc_path_join(b->runs_dir, tmp_name), *dst = ecc_path_join(b->runs_dir, it->id);
-    ecc_status s = tmp && dst ? ecc_run_write(r, b->m, it->prompt, tmp) : ECC_ERR_NOMEM;
-    if (s == ECC_OK && rename(tmp, dst) != 0)
-        s = ecc_fail(ECC_ERR_IO, "%s: cannot rename into place: %s", dst, strerror(errno));
-    if (s == ECC_OK) /* durable before the manifest says done */
-        s = ecc_sync_dir_of(dst);
-    if (s != ECC_OK && tmp) { /* a failed write leaves no temporary directory behind */
-        static const char *const names[] = {"tensors.safetensors", "run.json"};
-        for (int i = 0; i < 2; i++) {
-            char *p = ecc_path_join(tmp, names[i]);
-            if (p)
-                unlink(p);
-            free(p);
-        }
-        rmdir(tmp);
+    char *tmp = ecc_path_join(b->runs_dir, tmp_name);
+    if (!tmp)
+        return ECC_ERR_NOMEM;
+    ecc_batch_remove_dir(tmp); /* left by a dead process that had our pid */
+    ecc_status s = ecc_run_write(r, b->m, it->prompt, tmp);
+    if (s == ECC_OK)
+        s = ecc_batch_put_run(b->runs_dir, it->id, tmp);
+    if (s == ECC_OK) { /* durable before the manifest says done */
+        char *dst = ecc_path_join(b->runs_dir, it->id);
+        s = dst ? ecc_sync_dir_of(dst) : ECC_ERR_NOMEM;
+        free(dst);
     }
+    if (s != ECC_OK)
+        ecc_batch_remove_dir(tmp);
     free(tmp);
-    free(dst);
     return s;
 }
 
@@ -364,7 +179,7 @@ static void progress(const batch_ctx *b)
         return;
     const ecc_batch_stats *st = b->st;
     double dt = ecc_now() - b->t0;
-    int left = st->total - st->skipped - st->done - st->failed, now = st->done + st->failed;
+    int left = st->total - st->skipped - st->done - st->failed - st->busy, now = st->done + st->failed;
     double eta = now > 0 ? dt / now * left : 0;
     fprintf(stderr, "\r\033[Keccolo batch: %d/%d done, %d failed, %.1f tokens/s, ETA %dm%02ds",
             st->skipped + st->done, st->total, st->failed, dt > 0 ? st->tokens / dt : 0, (int)eta / 60,
@@ -439,6 +254,78 @@ static ecc_status run_batch(batch_ctx *b, ecc_batch_item **items, int n)
     return s;
 }
 
+/* ---- what is done, what changed ------------------------------------------------------------- */
+
+enum { ITEM_TODO, ITEM_DONE, ITEM_CHANGED };
+
+/* An item against the manifest: done (same fingerprints, and its run is in
+ * place), changed (done from other inputs or options, or by an eccolo that
+ * recorded no fingerprint), or to do (never done, failed, or its run is gone). */
+static int item_state(const batch_ctx *b, const ecc_batch_item *it)
+{
+    const ecc_manifest_entry *e = ecc_manifest_find(&b->man, it->id);
+    if (!e || !e->done)
+        return ITEM_TODO;
+    const fingerprint *fp = fp_of(b, it);
+    if (strcmp(e->input_fp, fp->input) != 0 || strcmp(e->options_fp, fp->options) != 0)
+        return ITEM_CHANGED;
+    char *dir = ecc_path_join(b->runs_dir, it->id);
+    int in_place = dir && ecc_file_exists_in(dir, "run.json");
+    free(dir);
+    return in_place ? ITEM_DONE : ITEM_TODO;
+}
+
+static ecc_status changed_error(const batch_ctx *b, const ecc_batch_item *it, int n_more, const char *who)
+{
+    const ecc_manifest_entry *e = ecc_manifest_find(&b->man, it->id);
+    const char *what = "with other generate options (or another --model) than this command's";
+    if (!e->input_fp[0])
+        what = "by an older eccolo that recorded no fingerprint of its inputs";
+    else if (strcmp(e->input_fp, fp_of(b, it)->input) != 0)
+        what = "from another prompt or continuation than it has now";
+    char more[64] = "";
+    if (n_more > 0)
+        snprintf(more, sizeof more, " (and %d more id%s)", n_more, n_more > 1 ? "s" : "");
+    return ecc_fail(ECC_ERR_INPUT, "batch: id \"%s\" (line %d) was done%s %s%s: rerun with --redo-changed to redo "
+                    "%s, or write to another --out", it->id, it->line, who, what, more, n_more > 0 ? "them" : "it");
+}
+
+/* Take (lock) up to batch_size items of todo from *next on; the lock of an id
+ * held by another live process leaves that id to it. Then, with the locks
+ * held, the manifest is read again: what another process finished meanwhile
+ * is not done twice. */
+static ecc_status take_batch(batch_ctx *b, ecc_batch_item **todo, int n_todo, int *next, ecc_batch_item **taken,
+                             int *n_taken)
+{
+    *n_taken = 0;
+    while (*next < n_todo && *n_taken < b->job->batch_size) {
+        ecc_batch_item *it = todo[(*next)++];
+        int r = ecc_batch_lock(&b->locks, it->id);
+        if (r < 0)
+            return ECC_ERR_IO;
+        if (r == 0)
+            b->st->busy++;
+        else
+            taken[(*n_taken)++] = it;
+    }
+    ecc_status s = ecc_manifest_refresh(&b->man);
+    int k = 0;
+    for (int i = 0; i < *n_taken; i++) {
+        int state = s == ECC_OK ? item_state(b, taken[i]) : ITEM_TODO;
+        if (s == ECC_OK && state == ITEM_CHANGED && !b->job->redo_changed) /* not at the start: done meanwhile */
+            s = changed_error(b, taken[i], 0, " by another process");
+        if (s != ECC_OK || state == ITEM_DONE) {
+            if (s == ECC_OK)
+                b->st->skipped++;
+            ecc_batch_unlock(&b->locks, taken[i]->id);
+            continue;
+        }
+        taken[k++] = taken[i];
+    }
+    *n_taken = k;
+    return s;
+}
+
 ecc_status ecc_batch_run(ecc_batch_stats *st, ecc_model *m, const ecc_batch_job *job)
 {
     memset(st, 0, sizeof *st);
@@ -448,56 +335,66 @@ ecc_status ecc_batch_run(ecc_batch_stats *st, ecc_model *m, const ecc_batch_job 
         return ecc_fail(ECC_ERR_INPUT, "--batch-size must be at least 1 (got %d)", job->batch_size);
     ecc_batch_items items;
     ECC_TRY(ecc_batch_read(&items, job->prompts));
-    batch_ctx b = {.job = job, .m = m, .st = st, .t0 = ecc_now()};
+    batch_ctx b = {.job = job, .m = m, .st = st, .t0 = ecc_now(), .items = items.items, .locks = {.fd = -1}};
     b.runs_dir = ecc_path_join(job->out, "runs");
-    b.manifest = ecc_path_join(job->out, "manifest.jsonl");
-    ecc_status s = b.runs_dir && b.manifest ? ecc_mkdirs(b.runs_dir) : ECC_ERR_NOMEM;
+    b.fp = ecc_calloc((size_t)items.n + 1, sizeof *b.fp, "the fingerprints");
+    ecc_batch_item **todo = ecc_malloc(sizeof *todo * (size_t)(items.n + 1), "the batch");
+    ecc_batch_item **taken = ecc_malloc(sizeof *taken * (size_t)job->batch_size, "the batch");
+    ecc_status s = b.runs_dir && b.fp && todo && taken ? ecc_mkdirs(b.runs_dir) : ECC_ERR_NOMEM;
     if (s == ECC_OK)
-        s = ecc_batch_done_ids(&b.done, &b.n_done, job->out);
-    if (s == ECC_OK && b.n_done > 1) /* b.done is NULL when nothing is done yet: qsort(NULL) is undefined */
-        qsort(b.done, (size_t)b.n_done, sizeof(char *), str_cmp);
-    ecc_batch_item **todo = ecc_malloc(sizeof *todo * (size_t)(items.n ? items.n : 1), "the batch");
-    int n_todo = 0;
-    if (!todo && s == ECC_OK)
-        s = ECC_ERR_NOMEM;
+        s = ecc_batch_locks_open(&b.locks, job->out);
+    if (s == ECC_OK)
+        s = ecc_manifest_open(&b.man, job->out);
+    if (s == ECC_OK)
+        ecc_batch_sweep(&b.locks, b.runs_dir);
+    /* what is done, what changed since it was done, what is left */
+    int n_todo = 0, n_changed = 0;
+    const ecc_batch_item *first_changed = NULL;
     for (int i = 0; s == ECC_OK && i < items.n; i++) {
         ecc_batch_item *it = &items.items[i];
         if (ecc_batch_shard_of(it->id, job->n_shards) != job->shard)
             continue;
         st->total++;
-        if (it->error) { /* an invalid line is recorded (again) and the rest go on */
-            if (!is_done(&b, it->id))
-                s = record(&b, it, NULL, it->error, 0);
+        if (it->error)
             continue;
-        }
-        if (is_done(&b, it->id)) {
+        fingerprint_of(&b.fp[i], it, m, &job->opt);
+        int state = item_state(&b, it);
+        if (state == ITEM_DONE) {
             st->skipped++;
             continue;
         }
-        char *dir = ecc_path_join(b.runs_dir, it->id), *rj = dir ? ecc_path_join(dir, "run.json") : NULL;
-        int written = rj && ecc_file_exists(rj); /* renamed into place, but killed before the manifest line */
-        free(dir);
-        free(rj);
-        if (written) {
-            st->skipped++;
-            s = record(&b, it, NULL, NULL, 0);
-            st->done--; /* counted as skipped, not as done now */
-            continue;
+        if (state == ITEM_CHANGED) {
+            first_changed = first_changed ? first_changed : it;
+            n_changed++;
+            st->redone++;
         }
-        remove_stale_tmp(b.runs_dir, it->id);
         todo[n_todo++] = it;
     }
-    for (int i = 0; s == ECC_OK && i < n_todo; i += job->batch_size)
-        s = run_batch(&b, todo + i, ECC_MIN(job->batch_size, n_todo - i));
+    if (s == ECC_OK && n_changed && !job->redo_changed) /* refused before anything is written */
+        s = changed_error(&b, first_changed, n_changed - 1, "");
+    /* the lines that cannot run are recorded (again, unless their id is done) and the rest go on */
+    for (int i = 0; s == ECC_OK && i < items.n; i++) {
+        ecc_batch_item *it = &items.items[i];
+        const ecc_manifest_entry *e = ecc_manifest_find(&b.man, it->id);
+        if (it->error && ecc_batch_shard_of(it->id, job->n_shards) == job->shard && !(e && e->done))
+            s = record(&b, it, NULL, it->error, 0);
+    }
+    for (int next = 0, n = 0; s == ECC_OK && next < n_todo;) {
+        s = take_batch(&b, todo, n_todo, &next, taken, &n);
+        if (s == ECC_OK && n > 0)
+            s = run_batch(&b, taken, n);
+        for (int i = 0; i < n; i++) /* recorded: another process may take the id now */
+            ecc_batch_unlock(&b.locks, taken[i]->id);
+    }
     st->seconds = ecc_now() - b.t0;
     if (!job->quiet && isatty(2))
         fputc('\n', stderr);
-    for (int i = 0; i < b.n_done; i++)
-        free(b.done[i]);
-    free(b.done);
+    ecc_manifest_free(&b.man);
+    ecc_batch_locks_close(&b.locks);
     free(todo);
+    free(taken);
+    free(b.fp);
     free(b.runs_dir);
-    free(b.manifest);
     ecc_batch_items_free(&items);
     return s;
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "jobs/batch.h"
+#include "jobs/manifest.h"
 #include "util.h"
 
 /* ---- a growable string ---------------------------------------------------------------- */
@@ -700,66 +701,6 @@ static void ask_sacct(job_states *j, const slurm_tools *t)
     }
 }
 
-/* The manifest: the final word on each id (done wins over failed). */
-typedef struct id_state {
-    char *id;
-    int done, failed;
-} id_state;
-
-static int by_idstate(const void *a, const void *b) { return strcmp(((const id_state *)a)->id, ((const id_state *)b)->id); }
-
-typedef struct id_states {
-    id_state *v;
-    int n, cap;
-} id_states;
-
-static ecc_status add_id_state(const char *id, int done, void *ctx)
-{
-    id_states *d = ctx;
-    if (d->n == d->cap) {
-        id_state *p = realloc(d->v, sizeof *p * (size_t)(d->cap = d->cap ? 2 * d->cap : 64));
-        if (!p)
-            return ecc_fail(ECC_ERR_NOMEM, "out of memory reading the manifest");
-        d->v = p;
-    }
-    if (!(d->v[d->n].id = ecc_strdup(id)))
-        return ECC_ERR_NOMEM;
-    d->v[d->n].done = done;
-    d->v[d->n].failed = !done;
-    d->n++;
-    return ECC_OK;
-}
-
-static ecc_status read_manifest(id_state **out, int *n_out, const char *dir)
-{
-    id_states d = {0};
-    ecc_status s = ecc_batch_manifest_each(dir, add_id_state, &d);
-    id_state *v = d.v;
-    int n = d.n;
-    /* merge the lines of one id */
-    if (n > 1)
-        qsort(v, (size_t)n, sizeof *v, by_idstate);
-    int k = 0;
-    for (int i = 0; i < n; i++) {
-        if (k > 0 && !strcmp(v[k - 1].id, v[i].id)) {
-            v[k - 1].done |= v[i].done;
-            v[k - 1].failed |= v[i].failed;
-            free(v[i].id);
-        } else {
-            v[k++] = v[i];
-        }
-    }
-    *out = v;
-    *n_out = k;
-    return s;
-}
-
-static const id_state *find_id(const id_state *v, int n, const char *id)
-{
-    id_state key = {.id = (char *)id};
-    return n ? bsearch(&key, v, (size_t)n, sizeof *v, by_idstate) : NULL;
-}
-
 static const char *str_item(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -815,12 +756,11 @@ ecc_status ecc_batch_status_get(ecc_batch_status *st, const char *dir)
 
     /* prompts and manifest */
     ecc_batch_items items = {0};
-    id_state *ids = NULL;
-    int n_ids = 0;
+    ecc_manifest man = {0};
     if (s == ECC_OK && (s = ecc_batch_read(&items, st->prompts)) != ECC_OK)
         ecc_fail_prefix(s, "cannot read the prompts of the batch: ");
     if (s == ECC_OK)
-        s = read_manifest(&ids, &n_ids, dir);
+        s = ecc_manifest_open(&man, dir); /* the state of an id: its last run record */
     for (int i = 0; s == ECC_OK && i < N; i++) {
         st->shards[i].shard = i;
         st->shards[i].source = "none";
@@ -828,7 +768,7 @@ ecc_status ecc_batch_status_get(ecc_batch_status *st, const char *dir)
     for (int i = 0; s == ECC_OK && i < items.n; i++) {
         const ecc_batch_item *it = &items.items[i];
         ecc_shard_status *sh = &st->shards[ecc_batch_shard_of(it->id, N)];
-        const id_state *m = find_id(ids, n_ids, it->id);
+        const ecc_manifest_entry *m = ecc_manifest_find(&man, it->id);
         sh->prompts++;
         if (it->error) {
             sh->invalid++;
@@ -837,7 +777,7 @@ ecc_status ecc_batch_status_get(ecc_batch_status *st, const char *dir)
             sh->done++;
         } else {
             sh->retry++;
-            if (m && m->failed)
+            if (m) /* ran, and its last record says failed */
                 sh->failed++;
             else
                 sh->left++;
@@ -911,9 +851,7 @@ ecc_status ecc_batch_status_get(ecc_batch_status *st, const char *dir)
     free(tools.squeue);
     free(tools.scontrol);
     free(tools.sacct);
-    for (int i = 0; i < n_ids; i++)
-        free(ids[i].id);
-    free(ids);
+    ecc_manifest_free(&man);
     ecc_batch_items_free(&items);
     cJSON_Delete(jobs);
     if (s != ECC_OK)

@@ -24,7 +24,7 @@ Test(limits, batch_line_longer_than_64_mib_is_an_item_error)
     memcpy(line, "{\"id\": \"x\", \"prompt\": \"", 23);
     ecc_batch_item it;
     cr_assert_eq(ecc_batch_parse_line(&it, line, n, 7), 1);
-    cr_assert_str_eq(it.id, "line-7");
+    cr_assert_str_eq(it.id, "line:7");
     cr_assert(it.error && strstr(it.error, "more than"), "%s", it.error ? it.error : "(no error)");
     cr_assert_null(it.prompt);
     free(it.id), free(it.error);
