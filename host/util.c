@@ -73,35 +73,85 @@ char *ecc_strdup(const char *s)
 int ecc_mul_overflow(uint64_t a, uint64_t b, uint64_t *out) { return __builtin_mul_overflow(a, b, out); }
 int ecc_add_overflow(uint64_t a, uint64_t b, uint64_t *out) { return __builtin_add_overflow(a, b, out); }
 
+/* What a path that is not a regular file is, for messages. */
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m)    ? "a directory"
+           : S_ISFIFO(m) ? "a FIFO (named pipe)"
+           : S_ISSOCK(m) ? "a socket"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+                         : "not a regular file";
+}
+
+ecc_status ecc_open_input(const char *path, int *fd_out, uint64_t *size)
+{
+    *fd_out = -1;
+    *size = 0;
+    struct stat st;
+    /* stat first: opening a device can have effects (a tape rewinds, a
+     * terminal becomes the controlling one), so only regular files are opened */
+    if (stat(path, &st) != 0)
+        return ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return ecc_fail(ECC_ERR_IO, "%s: is %s, not a regular file; eccolo reads only regular files", path,
+                        file_kind(st.st_mode));
+    /* O_NONBLOCK: if the path became a FIFO since the stat, the open returns
+     * at once instead of waiting for a writer */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ecc_status s = ecc_fail(ECC_ERR_IO, "%s: is %s, not a regular file; eccolo reads only regular files", path,
+                                file_kind(st.st_mode));
+        close(fd);
+        return s;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        ecc_status s = ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+        return s;
+    }
+    *fd_out = fd;
+    *size = (uint64_t)st.st_size;
+    return ECC_OK;
+}
+
 ecc_status ecc_read_file(const char *path, size_t max_bytes, char **data, size_t *len)
 {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return ecc_fail(ECC_ERR_IO, "%s: not a regular file", path);
+    int fd;
+    uint64_t size;
+    ECC_TRY(ecc_open_input(path, &fd, &size));
+    if (size > max_bytes) {
+        close(fd);
+        return ecc_fail(ECC_ERR_FORMAT, "%s: %llu bytes is more than the %zu bytes allowed for this file", path,
+                        (unsigned long long)size, max_bytes);
     }
-    if ((uint64_t)st.st_size > max_bytes) {
-        fclose(f);
-        return ecc_fail(ECC_ERR_FORMAT, "%s: %lld bytes is more than the %zu bytes allowed for this file",
-                        path, (long long)st.st_size, max_bytes);
-    }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)size;
     char *buf = ecc_malloc(n + 1, path);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return ECC_ERR_NOMEM;
     }
-    if (n && fread(buf, 1, n, f) != n) {
-        free(buf);
-        fclose(f);
-        return ecc_fail(ECC_ERR_IO, "%s: read failed", path);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            ecc_status s = r < 0 ? ecc_fail(ECC_ERR_IO, "%s: read failed: %s", path, strerror(errno))
+                                 : ecc_fail(ECC_ERR_IO, "%s: the file shrank while it was read (%zu of %zu bytes)",
+                                            path, got, n);
+            free(buf);
+            close(fd);
+            return s;
+        }
+        got += (size_t)r;
     }
-    fclose(f);
+    close(fd);
     buf[n] = '\0';
     *data = buf;
     *len = n;
@@ -158,7 +208,7 @@ ecc_status ecc_write_file_atomic(const char *path, const void *data, size_t len)
 int ecc_file_exists(const char *path)
 {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
 int ecc_file_exists_in(const char *dir, const char *name)
@@ -177,6 +227,8 @@ int ecc_dir_exists(const char *path)
 
 ecc_status ecc_mkdirs(const char *path)
 {
+    if (!*path)
+        return ecc_fail(ECC_ERR_INPUT, "an empty directory name: give a path");
     char *p = ecc_strdup(path);
     if (!p)
         return ECC_ERR_NOMEM;

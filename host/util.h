@@ -32,7 +32,14 @@ char *ecc_strdup(const char *s);
 int ecc_mul_overflow(uint64_t a, uint64_t b, uint64_t *out);
 int ecc_add_overflow(uint64_t a, uint64_t b, uint64_t *out);
 
-/* Read a whole file into a NUL-terminated buffer (at most max_bytes). */
+/* Open a file for reading, refusing without blocking anything that is not a
+ * regular file (a FIFO, a socket, a device, a directory): stat, then open with
+ * O_NONBLOCK and fstat again. Every reader of a file goes through it (or
+ * ecc_read_file), so that no input can hang eccolo. *fd is blocking again;
+ * *size is the file's size. */
+ecc_status ecc_open_input(const char *path, int *fd, uint64_t *size);
+/* Read a whole file into a NUL-terminated buffer (at most max_bytes), through
+ * ecc_open_input. */
 ecc_status ecc_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
 /* Write a file atomically: write PATH.tmp.<pid>, fsync, rename over PATH, so
  * a reader sees the old file or the new one, never a torn one. */
@@ -45,9 +52,11 @@ typedef struct ecc_atomic_file {
 } ecc_atomic_file;
 ecc_status ecc_atomic_open(ecc_atomic_file *af, const char *path);
 ecc_status ecc_atomic_commit(ecc_atomic_file *af, int ok);
+/* Is there something other than a directory at PATH? (A FIFO or a device
+ * counts: the reader then refuses it with a message that says what it is.) */
 int ecc_file_exists(const char *path);
 int ecc_dir_exists(const char *path);
-/* Is DIR/NAME a regular file? */
+/* ecc_file_exists(DIR/NAME) */
 int ecc_file_exists_in(const char *dir, const char *name);
 /* mkdir -p */
 ecc_status ecc_mkdirs(const char *path);

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,34 @@ int run_cli(char **out, char **err, const char *const *args) { return run_cli_en
 
 int run_cli_env(char **out, char **err, const char *const *env_assignments, const char *const *args)
 {
+    return run_cli_timeout(out, err, env_assignments, args, 0);
+}
+
+/* Wait for pid; after timeout_s seconds (0 = never) kill it. The wait status. */
+static int wait_or_kill(pid_t pid, double timeout_s)
+{
+    int status = 0;
+    if (timeout_s <= 0) {
+        waitpid(pid, &status, 0);
+        return status;
+    }
+    double t0 = ecc_now();
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        if (ecc_now() - t0 > timeout_s) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return status;
+        }
+        usleep(10000);
+    }
+}
+
+int run_cli_timeout(char **out, char **err, const char *const *env_assignments, const char *const *args,
+                    double timeout_s)
+{
     const char *bin = getenv("ECCOLO_BIN");
     cr_assert(bin, "ECCOLO_BIN is not set: run the tests through ctest");
     char outname[] = "/tmp/ecc-out-XXXXXX", errname[] = "/tmp/ecc-err-XXXXXX";
@@ -119,8 +148,7 @@ int run_cli_env(char **out, char **err, const char *const *env_assignments, cons
         execv(bin, argv);
         _exit(127);
     }
-    int status = 0;
-    waitpid(pid, &status, 0);
+    int status = wait_or_kill(pid, timeout_s);
     free(argv);
     lseek(ofd, 0, SEEK_SET);
     lseek(efd, 0, SEEK_SET);

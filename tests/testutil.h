@@ -28,6 +28,10 @@ int run_cli(char **out, char **err, const char *const *args);
  * NULL-terminated list of "NAME=VALUE" strings (NULL for none), set in the
  * child only. */
 int run_cli_env(char **out, char **err, const char *const *env_assignments, const char *const *args);
+/* The same, killing eccolo (SIGKILL: the result is 128 + 9) when it runs past
+ * timeout_s seconds (0 = no limit): for inputs that must not hang it. */
+int run_cli_timeout(char **out, char **err, const char *const *env_assignments, const char *const *args,
+                    double timeout_s);
 
 /* Uniform in [0, 1) from a xorshift64 state (non-zero), 53 bits. */
 double test_uniform(uint64_t *state);
