@@ -38,15 +38,20 @@ int cli_opt(cli_args *a, const char *name, const char **value)
         return 0;
     if (arg[n] == '=') {
         *value = arg + n + 1;
-        return 1;
-    }
-    if (arg[n] != '\0')
+    } else if (arg[n] != '\0') {
         return 0;
-    if (a->i + 1 >= a->argc) {
+    } else if (a->i + 1 >= a->argc) {
         cli_error("%s needs a value (see eccolo %s --help)", name, a->cmd);
         return -1;
+    } else {
+        *value = a->argv[++a->i];
     }
-    *value = a->argv[++a->i];
+    /* no option takes an empty value: `--model ""` would mean the default
+     * model and `--out ""` the current directory, silently */
+    if (!**value) {
+        cli_error("%s is empty: give a value (see eccolo %s --help)", name, a->cmd);
+        return -1;
+    }
     return 1;
 }
 

@@ -23,7 +23,7 @@ typedef struct cli_args {
 
 /* If argv[i] is the option NAME, set *value to its argument (advancing i)
  * and return 1; 0 when it is another option; -1 (error printed) when the
- * value is missing. */
+ * value is missing or empty. */
 int cli_opt(cli_args *a, const char *name, const char **value);
 /* A flag without value. */
 int cli_flag(cli_args *a, const char *name);

@@ -399,8 +399,9 @@ int cmd_submit(int argc, char **argv)
     int n_args = argc - sep - 1;
     char **args = argv + sep + 1;
     const char *out = ecc_arg_value(n_args, args, "--out"), *prompts = ecc_arg_value(n_args, args, "--prompts");
-    if (!out)
-        return cli_error("the batch arguments have no --out DIR (after --)");
+    if (!out || !*out)
+        return cli_error(out ? "the batch arguments' --out is empty: give a directory"
+                             : "the batch arguments have no --out DIR (after --)");
     if (!prompts)
         return cli_error("the batch arguments have no --prompts FILE.jsonl (after --)");
     for (int i = 0; i < n_args; i++) {
