@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "model/model.h"
 #include "util.h"
 
 int cli_error(const char *fmt, ...)
@@ -303,15 +304,39 @@ static void usage(FILE *f)
             ECCOLO_VERSION);
 }
 
+/* A model's sizes and vocabulary from config.json and its tokenizer (no weights read). */
+static void info_model(const ecc_config *c, const char *dir)
+{
+    printf("model: %s: %s, %d layers, %d heads, n_embd %d, n_inner %d, context %d\n", dir, c->model_type, c->n_layer,
+           c->n_head, c->n_embd, c->n_inner, c->n_positions);
+    if (c->n_tokens < c->vocab_size)
+        printf("vocabulary: %d rows, %d tokens, %d padding (rows past the tokenizer: never generated, sampled or "
+               "ranked)\n", c->vocab_size, c->n_tokens, c->vocab_size - c->n_tokens);
+    else
+        printf("vocabulary: %d tokens\n", c->n_tokens);
+}
+
 static int cmd_info(int argc, char **argv)
 {
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: eccolo info\n\nPrints the build options, the BLAS library, the CUDA devices found and the "
-               "default model.\n");
-        return 0;
+    const char *model = NULL;
+    cli_args a = {argc, 1, argv, "info"};
+    for (; a.i < argc; a.i++) {
+        int r;
+        if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
+            printf("usage: eccolo info [--model M]\n\nPrints the build options, the BLAS library, the CUDA devices "
+                   "found and the default model;\nwith --model, that model's sizes and vocabulary (padding rows "
+                   "included).\n");
+            return 0;
+        }
+        if ((r = cli_opt(&a, "--model", &model)) < 0)
+            return ECC_EXIT_ERROR;
+        if (!r)
+            return cli_error("info takes no arguments but --model M (got '%s')", argv[a.i]);
     }
-    if (argc > 1)
-        return cli_error("info takes no arguments (got '%s')", argv[1]);
+    ecc_config cfg;
+    char *dir = NULL;
+    if (model && ecc_model_peek(&cfg, &dir, model) != ECC_OK)
+        return cli_lib_error();
     printf("eccolo %s\n", ECCOLO_VERSION);
     printf("build: %s\n", ecc_build_info());
     printf("blas: %s\n", openblas_get_config());
@@ -326,6 +351,9 @@ static int cmd_info(int argc, char **argv)
     }
     const char *dm = ecc_default_model();
     printf("default model: %s%s\n", dm ? dm : "(none)", dm && !ecc_dir_exists(dm) ? " (missing!)" : "");
+    if (model)
+        info_model(&cfg, dir);
+    free(dir);
     return 0;
 }
 

@@ -271,6 +271,18 @@ static ecc_status load_weights(ecc_model *m, const shards *sh)
     return ECC_OK;
 }
 
+/* The tokenizer's ids are the first n_tokens rows of the embedding. More rows
+ * than tokens is normal (padding to a multiple of 64 or 128, for faster
+ * matrix products); more tokens than rows is a broken model. */
+static ecc_status set_n_tokens(ecc_config *c, const ecc_tokenizer *tok, const char *dir)
+{
+    if (ecc_tokenizer_n_vocab(tok) > c->vocab_size)
+        return ecc_fail(ECC_ERR_FORMAT, "%s: the tokenizer has %d ids but config.json says vocab_size %d", dir,
+                        ecc_tokenizer_n_vocab(tok), c->vocab_size);
+    c->n_tokens = ecc_tokenizer_n_vocab(tok);
+    return ECC_OK;
+}
+
 ecc_status ecc_model_load_dir(ecc_model **out, const char *dir, const char *id)
 {
     *out = NULL;
@@ -288,9 +300,8 @@ ecc_status ecc_model_load_dir(ecc_model **out, const char *dir, const char *id)
     free(cfg_path);
     if (s == ECC_OK)
         s = ecc_tokenizer_load_dir(&m->tok, dir);
-    if (s == ECC_OK && ecc_tokenizer_n_vocab(m->tok) > m->cfg.vocab_size)
-        s = ecc_fail(ECC_ERR_FORMAT, "%s: the tokenizer has %d ids but config.json says vocab_size %d", dir,
-                     ecc_tokenizer_n_vocab(m->tok), m->cfg.vocab_size);
+    if (s == ECC_OK)
+        s = set_n_tokens(&m->cfg, m->tok, dir);
     shards sh = {0};
     if (s == ECC_OK)
         s = shards_open(&sh, dir);
@@ -346,6 +357,25 @@ ecc_status ecc_model_open(ecc_model **out, const char *path_or_id)
     ECC_TRY(ecc_resolve_model(&dir, path_or_id));
     ecc_status s = ecc_model_load_dir(out, dir, path_or_id);
     free(dir);
+    return s;
+}
+
+ecc_status ecc_model_peek(ecc_config *cfg, char **dir, const char *path_or_id)
+{
+    ECC_TRY(ecc_resolve_model(dir, path_or_id));
+    char *cfg_path = ecc_path_join(*dir, "config.json");
+    ecc_status s = cfg_path ? ecc_config_load(cfg, cfg_path) : ECC_ERR_NOMEM;
+    free(cfg_path);
+    ecc_tokenizer *tok = NULL;
+    if (s == ECC_OK)
+        s = ecc_tokenizer_load_dir(&tok, *dir);
+    if (s == ECC_OK)
+        s = set_n_tokens(cfg, tok, *dir);
+    ecc_tokenizer_free(tok);
+    if (s != ECC_OK) {
+        free(*dir);
+        *dir = NULL;
+    }
     return s;
 }
 
