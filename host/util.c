@@ -17,14 +17,14 @@ void ecc_clear_error(void) { g_err[0] = '\0'; }
 
 ecc_status ecc_fail(ecc_status code, const char *fmt, ...)
 {
+    char raw[sizeof g_err];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    /* one line: a newline inside a message (from a file name, say) becomes a space */
-    for (char *p = g_err; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
+    /* messages quote file names, dtypes, merges lines, tensor names: bytes
+     * from files, which must not reach the terminal as control sequences */
+    ecc_escape_text(g_err, sizeof g_err, raw, strlen(raw));
     return code;
 }
 
@@ -286,41 +286,70 @@ double ecc_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Length of the valid UTF-8 sequence at s[0..n) (1 to 4), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t k;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xE0) == 0xC0)
+        k = 2, cp = c & 0x1F;
+    else if ((c & 0xF0) == 0xE0)
+        k = 3, cp = c & 0x0F;
+    else if ((c & 0xF8) == 0xF0)
+        k = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (k > n)
+        return 0;
+    for (size_t i = 1; i < k; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    /* overlong forms, surrogates and code points past U+10FFFF */
+    if ((k == 2 && cp < 0x80) || (k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+        return 0;
+    return k;
+}
+
+size_t ecc_escape_text(char *out, size_t cap, const char *in, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)in;
+    size_t o = 0;
+    if (cap == 0)
+        return 0;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(s + i, len - i);
+        int esc = k == 0 || s[i] < 0x20 || s[i] == 0x7F;
+        size_t need = esc ? 4 : k;
+        if (o + need >= cap)
+            break; /* truncated before an escape or a character, never inside one */
+        if (esc) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[s[i] >> 4];
+            out[o++] = hex[s[i] & 15];
+            i++;
+        } else {
+            memcpy(out + o, s + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
 int ecc_utf8_valid(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        size_t n;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 2;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 3;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 4;
-            cp = c & 0x07;
-        } else {
+    for (size_t i = 0, k; i < len; i += k)
+        if (!(k = utf8_seq(s + i, len - i)))
             return 0;
-        }
-        if (i + n > len)
-            return 0;
-        for (size_t k = 1; k < n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        /* reject overlong forms, surrogates and code points past U+10FFFF */
-        if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-            return 0;
-        i += n;
-    }
     return 1;
 }

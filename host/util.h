@@ -72,6 +72,14 @@ double ecc_now(void);
 
 /* UTF-8 validity of a byte string (1 = valid). */
 int ecc_utf8_valid(const char *s, size_t len);
+/* Text for the terminal: in[0..len) with C0 controls (newline and tab
+ * included), DEL and bytes that are not valid UTF-8 written as \xNN, so that
+ * bytes from a file cannot move the cursor, ring the bell or change colours,
+ * and a message stays on one line. Valid UTF-8 (accents, CJK) is kept.
+ * Writes at most cap - 1 bytes and a NUL (cut before an escape or a
+ * character, never inside one); returns the length written. ecc_fail applies
+ * it to every message. */
+size_t ecc_escape_text(char *out, size_t cap, const char *in, size_t len);
 
 #define ECC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define ECC_MAX(a, b) ((a) > (b) ? (a) : (b))

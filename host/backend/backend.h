@@ -199,7 +199,8 @@ struct ecc_backend {
 
 /* Create the backend for a device. AUTO picks CUDA when a usable GPU is there
  * (and eccolo was built with CUDA), else the CPU; *notice then gets a one-line
- * explanation (or NULL). threads <= 0 keeps the default (OMP_NUM_THREADS or
+ * explanation when a GPU is present but cannot be used (NULL when there is
+ * no GPU or driver at all: the CPU is then no surprise). threads <= 0 keeps the default (OMP_NUM_THREADS or
  * all cores). A precision other than FP32 needs CUDA. */
 ecc_status ecc_backend_create(ecc_backend **out, ecc_device dev, int threads, ecc_precision precision,
                               const char **notice);
@@ -211,6 +212,13 @@ ecc_status ecc_backend_cuda_create(ecc_backend **out, int threads, ecc_precision
 /* GPUs visible to eccolo: count (0 when none, or when built without CUDA)
  * and a one-line description per device. */
 int ecc_gpu_count(char *why, size_t why_len);
+/* The same, and when the count is 0 whether a GPU is absent (*absent = 1: no
+ * CUDA device or driver, cudaErrorNoDevice / cudaErrorInsufficientDriver, or
+ * no NVIDIA node in /dev) or present but unusable (0: another CUDA error, or
+ * /dev/nvidia* in a build without CUDA). ecc_gpu_probe_in looks for the
+ * nodes in dev_dir instead of /dev (for tests). */
+int ecc_gpu_probe(char *why, size_t why_len, int *absent);
+int ecc_gpu_probe_in(const char *dev_dir, char *why, size_t why_len, int *absent);
 void ecc_gpu_describe(int i, char *buf, size_t len);
 
 /* NVTX ranges around the host's phases (generate, forward, backward, nmf,

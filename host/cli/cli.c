@@ -17,16 +17,27 @@
 
 int cli_error(const char *fmt, ...)
 {
-    char msg[1024];
+    char raw[1024], msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    for (char *p = msg; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
+    ecc_escape_text(msg, sizeof msg, raw, strlen(raw)); /* one line, no control sequences */
     fprintf(stderr, "eccolo: error: %s\n", msg);
     return ECC_EXIT_ERROR;
+}
+
+void cli_notice(int quiet, const char *fmt, ...)
+{
+    if (quiet)
+        return;
+    char raw[1024], msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    ecc_escape_text(msg, sizeof msg, raw, strlen(raw));
+    fprintf(stderr, "eccolo: %s\n", msg);
 }
 
 int cli_lib_error(void) { return cli_error("%s", ecc_last_error()); }
@@ -246,16 +257,16 @@ const char *cli_quote_token(const char *tok)
 {
     static _Thread_local char buf[4][96];
     static _Thread_local int next;
+    char esc[88];
+    ecc_escape_text(esc, sizeof esc, tok, strlen(tok)); /* controls and partial UTF-8 as \xNN */
     char *o = buf[next++ & 3];
     size_t k = 0;
     o[k++] = '\'';
-    for (const char *p = tok; *p && k < sizeof buf[0] - 6; p++) {
-        if (*p == '\n') {
+    for (const char *p = esc; *p; p++) { /* the common two as \n and \t */
+        if (!strncmp(p, "\\x0a", 4) || !strncmp(p, "\\x09", 4)) {
             o[k++] = '\\';
-            o[k++] = 'n';
-        } else if (*p == '\t') {
-            o[k++] = '\\';
-            o[k++] = 't';
+            o[k++] = p[3] == 'a' ? 'n' : 't';
+            p += 3;
         } else {
             o[k++] = *p;
         }
@@ -342,8 +353,12 @@ static int cmd_info(int argc, char **argv)
     printf("blas: %s\n", openblas_get_config());
     printf("cpu threads: %d (OpenMP; --threads or OMP_NUM_THREADS to change)\n", omp_get_max_threads());
     char why[256] = "";
-    int n = ecc_gpu_count(why, sizeof why);
-    printf("cuda devices: %d%s%s%s\n", n, n ? "" : " (", n ? "" : why, n ? "" : ")");
+    int absent;
+    int n = ecc_gpu_probe(why, sizeof why, &absent);
+    if (n)
+        printf("cuda devices: %d\n", n);
+    else
+        printf("cuda devices: 0 (%s: %s)\n", absent ? "no GPU" : "a GPU is present but not usable", why);
     for (int i = 0; i < n; i++) {
         char d[256];
         ecc_gpu_describe(i, d, sizeof d);

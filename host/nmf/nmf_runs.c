@@ -181,6 +181,8 @@ ecc_status ecc_nmf_runs(const ecc_nmf_job *job, ecc_nmf_result *res_out, char **
         ecc_run_dir_close(runs[i]);
     free(runs);
     free(offsets);
+    if (s == ECC_OK && notice)
+        snprintf(res.notice, sizeof res.notice, "%s", notice);
     if (s == ECC_OK && res_out)
         *res_out = res;
     else
