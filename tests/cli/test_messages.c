@@ -20,46 +20,17 @@
 #include "util.h"
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
-#define PREFIX "eccolo: error: "
 
-static int count_lines(const char *s)
+/* One line (expect_cli_error), every byte of it printable ASCII or part of a
+ * valid UTF-8 character. */
+static void expect_escaped(const char *const *args, const char *want1, const char *want2)
 {
-    int n = 0;
-    for (; *s; s++)
-        n += *s == '\n';
-    return n;
-}
-
-/* Every byte of a message is printable ASCII, a UTF-8 byte of a valid
- * character, or the final newline. */
-static void assert_clean_line(const char *err)
-{
-    cr_assert(count_lines(err) == 1 && err[strlen(err) - 1] == '\n', "not one line:\n%s", err);
+    char *err = expect_cli_error(NULL, args, 120, want1, want2);
     for (const unsigned char *p = (const unsigned char *)err; *p; p++)
         cr_assert((*p >= 0x20 && *p != 0x7F) || (*p == '\n' && !p[1]), "byte 0x%02x at %td reached the terminal: %s",
                   *p, (const char *)p - err, err);
     cr_assert(ecc_utf8_valid(err, strlen(err)), "invalid UTF-8 reached the terminal: %s", err);
-}
-
-static void expect_escaped(const char *const *args, const char *want1, const char *want2)
-{
-    char *out, *err;
-    int rc = run_cli_timeout(&out, &err, NULL, args, 120);
-    cr_assert_eq(rc, 2, "exit code %d, expected 2; stderr:\n%s", rc, err);
-    cr_assert_eq(strncmp(err, PREFIX, strlen(PREFIX)), 0, "%s", err);
-    assert_clean_line(err);
-    cr_assert(strstr(err, want1), "stderr lacks '%s':\n%s", want1, err);
-    if (want2)
-        cr_assert(strstr(err, want2), "stderr lacks '%s':\n%s", want2, err);
-    free(out), free(err);
-}
-
-static char *model_copy(const char *fixture, const char *tag)
-{
-    char *dir = test_tmpdir(tag), *m = ecc_path_join(dir, "model"), *src = fixture_path(fixture);
-    copy_dir(src, m);
-    free(src), free(dir);
-    return m;
+    free(err);
 }
 
 /* ---- escaping ------------------------------------------------------------------- */
@@ -87,20 +58,10 @@ Test(messages, escape_text)
     cr_assert_str_eq(ecc_last_error(), "dtype 'F\\x1b]0;pwned\\x07'");
 }
 
-static void set_config_string(const char *model, const char *key, const char *value)
-{
-    char *p = ecc_path_join(model, "config.json"), *text = slurp(p);
-    cJSON *j = cJSON_Parse(text);
-    cJSON_ReplaceItemInObjectCaseSensitive(j, key, cJSON_CreateString(value));
-    char *out = cJSON_Print(j);
-    write_file(p, out, strlen(out));
-    free(out), cJSON_Delete(j), free(text), free(p);
-}
-
 Test(messages, model_type_from_config)
 {
-    char *m = model_copy("tiny-gpt2", "msg-type");
-    set_config_string(m, "model_type", "llama\x1b[2J\x07");
+    char *m = fixture_copy("tiny-gpt2", "msg-type");
+    config_set(m, "model_type", cJSON_CreateString("llama\x1b[2J\x07"));
     expect_escaped(ARGS("generate", "--model", m, "--prompt", "Hi", "--device", "cpu"), "llama\\x1b[2J\\x07",
                    "not supported");
     free(m);
@@ -140,7 +101,7 @@ static void evil_dtype(cJSON *h)
 
 Test(messages, dtype_from_safetensors)
 {
-    char *m = model_copy("tiny-gpt2", "msg-dtype"), *p = ecc_path_join(m, "model.safetensors");
+    char *m = fixture_copy("tiny-gpt2", "msg-dtype"), *p = ecc_path_join(m, "model.safetensors");
     edit_header(p, evil_dtype);
     expect_escaped(ARGS("generate", "--model", m, "--prompt", "Hi", "--device", "cpu"), "F\\x1b]0;pwned\\x07",
                    "unknown dtype");
@@ -157,7 +118,7 @@ static void evil_name(cJSON *h)
 
 Test(messages, tensor_name_from_safetensors)
 {
-    char *m = model_copy("tiny-gpt2", "msg-name"), *p = ecc_path_join(m, "model.safetensors");
+    char *m = fixture_copy("tiny-gpt2", "msg-name"), *p = ecc_path_join(m, "model.safetensors");
     edit_header(p, evil_name);
     expect_escaped(ARGS("generate", "--model", m, "--prompt", "Hi", "--device", "cpu"),
                    "h.9.\\x1b[31mred\\xff", "n_layer");
@@ -166,7 +127,7 @@ Test(messages, tensor_name_from_safetensors)
 
 Test(messages, merges_line)
 {
-    char *m = model_copy("tiny-gpt2-f16", "msg-merges"), *p = ecc_path_join(m, "merges.txt");
+    char *m = fixture_copy("tiny-gpt2-f16", "msg-merges"), *p = ecc_path_join(m, "merges.txt");
     char *text = slurp(p), *bad = fmt("%sab\x1b[2Jc\x07\n", text);
     write_file(p, bad, strlen(bad));
     expect_escaped(ARGS("generate", "--model", m, "--prompt", "Hi", "--device", "cpu"), "ab\\x1b[2Jc\\x07",
