@@ -18,14 +18,14 @@ void ecc_clear_error(void) { g_err[0] = '\0'; }
 
 ecc_status ecc_fail(ecc_status code, const char *fmt, ...)
 {
+    char raw[sizeof g_err];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    /* one line: a newline inside a message (from a file name, say) becomes a space */
-    for (char *p = g_err; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
+    /* messages quote file names, dtypes, merges lines, tensor names: bytes
+     * from files, which must not reach the terminal as control sequences */
+    ecc_escape_text(g_err, sizeof g_err, raw, strlen(raw));
     return code;
 }
 
@@ -74,35 +74,85 @@ char *ecc_strdup(const char *s)
 int ecc_mul_overflow(uint64_t a, uint64_t b, uint64_t *out) { return __builtin_mul_overflow(a, b, out); }
 int ecc_add_overflow(uint64_t a, uint64_t b, uint64_t *out) { return __builtin_add_overflow(a, b, out); }
 
+/* What a path that is not a regular file is, for messages. */
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m)    ? "a directory"
+           : S_ISFIFO(m) ? "a FIFO (named pipe)"
+           : S_ISSOCK(m) ? "a socket"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+                         : "not a regular file";
+}
+
+ecc_status ecc_open_input(const char *path, int *fd_out, uint64_t *size)
+{
+    *fd_out = -1;
+    *size = 0;
+    struct stat st;
+    /* stat first: opening a device can have effects (a tape rewinds, a
+     * terminal becomes the controlling one), so only regular files are opened */
+    if (stat(path, &st) != 0)
+        return ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return ecc_fail(ECC_ERR_IO, "%s: is %s, not a regular file; eccolo reads only regular files", path,
+                        file_kind(st.st_mode));
+    /* O_NONBLOCK: if the path became a FIFO since the stat, the open returns
+     * at once instead of waiting for a writer */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ecc_status s = ecc_fail(ECC_ERR_IO, "%s: is %s, not a regular file; eccolo reads only regular files", path,
+                                file_kind(st.st_mode));
+        close(fd);
+        return s;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        ecc_status s = ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+        return s;
+    }
+    *fd_out = fd;
+    *size = (uint64_t)st.st_size;
+    return ECC_OK;
+}
+
 ecc_status ecc_read_file(const char *path, size_t max_bytes, char **data, size_t *len)
 {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return ecc_fail(ECC_ERR_IO, "%s: not a regular file", path);
+    int fd;
+    uint64_t size;
+    ECC_TRY(ecc_open_input(path, &fd, &size));
+    if (size > max_bytes) {
+        close(fd);
+        return ecc_fail(ECC_ERR_FORMAT, "%s: %llu bytes is more than the %zu bytes allowed for this file", path,
+                        (unsigned long long)size, max_bytes);
     }
-    if ((uint64_t)st.st_size > max_bytes) {
-        fclose(f);
-        return ecc_fail(ECC_ERR_FORMAT, "%s: %lld bytes is more than the %zu bytes allowed for this file",
-                        path, (long long)st.st_size, max_bytes);
-    }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)size;
     char *buf = ecc_malloc(n + 1, path);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return ECC_ERR_NOMEM;
     }
-    if (n && fread(buf, 1, n, f) != n) {
-        free(buf);
-        fclose(f);
-        return ecc_fail(ECC_ERR_IO, "%s: read failed", path);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            ecc_status s = r < 0 ? ecc_fail(ECC_ERR_IO, "%s: read failed: %s", path, strerror(errno))
+                                 : ecc_fail(ECC_ERR_IO, "%s: the file shrank while it was read (%zu of %zu bytes)",
+                                            path, got, n);
+            free(buf);
+            close(fd);
+            return s;
+        }
+        got += (size_t)r;
     }
-    fclose(f);
+    close(fd);
     buf[n] = '\0';
     *data = buf;
     *len = n;
@@ -257,7 +307,7 @@ ecc_status ecc_random_id(char out[33])
 int ecc_file_exists(const char *path)
 {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
 int ecc_file_exists_in(const char *dir, const char *name)
@@ -276,6 +326,8 @@ int ecc_dir_exists(const char *path)
 
 ecc_status ecc_mkdirs(const char *path)
 {
+    if (!*path)
+        return ecc_fail(ECC_ERR_INPUT, "an empty directory name: give a path");
     char *p = ecc_strdup(path);
     if (!p)
         return ECC_ERR_NOMEM;
@@ -333,41 +385,70 @@ double ecc_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Length of the valid UTF-8 sequence at s[0..n) (1 to 4), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t k;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xE0) == 0xC0)
+        k = 2, cp = c & 0x1F;
+    else if ((c & 0xF0) == 0xE0)
+        k = 3, cp = c & 0x0F;
+    else if ((c & 0xF8) == 0xF0)
+        k = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (k > n)
+        return 0;
+    for (size_t i = 1; i < k; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    /* overlong forms, surrogates and code points past U+10FFFF */
+    if ((k == 2 && cp < 0x80) || (k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+        return 0;
+    return k;
+}
+
+size_t ecc_escape_text(char *out, size_t cap, const char *in, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)in;
+    size_t o = 0;
+    if (cap == 0)
+        return 0;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(s + i, len - i);
+        int esc = k == 0 || s[i] < 0x20 || s[i] == 0x7F;
+        size_t need = esc ? 4 : k;
+        if (o + need >= cap)
+            break; /* truncated before an escape or a character, never inside one */
+        if (esc) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[s[i] >> 4];
+            out[o++] = hex[s[i] & 15];
+            i++;
+        } else {
+            memcpy(out + o, s + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
 int ecc_utf8_valid(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        size_t n;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 2;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 3;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 4;
-            cp = c & 0x07;
-        } else {
+    for (size_t i = 0, k; i < len; i += k)
+        if (!(k = utf8_seq(s + i, len - i)))
             return 0;
-        }
-        if (i + n > len)
-            return 0;
-        for (size_t k = 1; k < n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        /* reject overlong forms, surrogates and code points past U+10FFFF */
-        if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-            return 0;
-        i += n;
-    }
     return 1;
 }

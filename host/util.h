@@ -32,7 +32,14 @@ char *ecc_strdup(const char *s);
 int ecc_mul_overflow(uint64_t a, uint64_t b, uint64_t *out);
 int ecc_add_overflow(uint64_t a, uint64_t b, uint64_t *out);
 
-/* Read a whole file into a NUL-terminated buffer (at most max_bytes). */
+/* Open a file for reading, refusing without blocking anything that is not a
+ * regular file (a FIFO, a socket, a device, a directory): stat, then open with
+ * O_NONBLOCK and fstat again. Every reader of a file goes through it (or
+ * ecc_read_file), so that no input can hang eccolo. *fd is blocking again;
+ * *size is the file's size. */
+ecc_status ecc_open_input(const char *path, int *fd, uint64_t *size);
+/* Read a whole file into a NUL-terminated buffer (at most max_bytes), through
+ * ecc_open_input. */
 ecc_status ecc_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
 /* One line for a failed write of PATH (errno err), naming PATH: "disk full"
  * for ENOSPC, "disk full (quota exceeded)" for EDQUOT, strerror otherwise,
@@ -78,9 +85,11 @@ void ecc_atomic_abort(ecc_atomic_file *af);
 ecc_status ecc_sync_dir_of(const char *path);
 /* 16 random bytes (getrandom) as 32 lowercase hex digits and a NUL. */
 ecc_status ecc_random_id(char out[33]);
+/* Is there something other than a directory at PATH? (A FIFO or a device
+ * counts: the reader then refuses it with a message that says what it is.) */
 int ecc_file_exists(const char *path);
 int ecc_dir_exists(const char *path);
-/* Is DIR/NAME a regular file? */
+/* ecc_file_exists(DIR/NAME) */
 int ecc_file_exists_in(const char *dir, const char *name);
 /* mkdir -p */
 ecc_status ecc_mkdirs(const char *path);
@@ -96,6 +105,14 @@ double ecc_now(void);
 
 /* UTF-8 validity of a byte string (1 = valid). */
 int ecc_utf8_valid(const char *s, size_t len);
+/* Text for the terminal: in[0..len) with C0 controls (newline and tab
+ * included), DEL and bytes that are not valid UTF-8 written as \xNN, so that
+ * bytes from a file cannot move the cursor, ring the bell or change colours,
+ * and a message stays on one line. Valid UTF-8 (accents, CJK) is kept.
+ * Writes at most cap - 1 bytes and a NUL (cut before an escape or a
+ * character, never inside one); returns the length written. ecc_fail applies
+ * it to every message. */
+size_t ecc_escape_text(char *out, size_t cap, const char *in, size_t len);
 
 #define ECC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define ECC_MAX(a, b) ((a) > (b) ? (a) : (b))

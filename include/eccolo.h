@@ -47,7 +47,9 @@ typedef struct ecc_config {
     int n_embd;           /* C */
     int n_inner;          /* F (4*C when config.json says null) */
     int n_positions;      /* maximum context */
-    int vocab_size;       /* V */
+    int vocab_size;       /* V: rows of the embedding and of the output matrix */
+    int n_tokens;         /* ids the tokenizer knows (<= V); ids n_tokens .. V-1 are padding rows (Pythia pads
+                           * 50277 to 50304): never generated, sampled or ranked */
     float layer_norm_eps;
     char activation[24];  /* "gelu_new" (tanh approximation) */
     int eos_token_id;     /* -1 when unknown */

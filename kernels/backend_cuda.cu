@@ -15,21 +15,29 @@
 #include <nvtx3/nvToolsExt.h>
 #endif
 
-extern "C" int ecc_cuda_device_count(char *why, size_t why_len);
+extern "C" int ecc_cuda_device_count(char *why, size_t why_len, int *absent);
 extern "C" void ecc_cuda_describe(int i, char *buf, size_t len);
 extern "C" int ecc_cuda_selftest_host(char *msg, size_t len);
 
-extern "C" int ecc_cuda_device_count(char *why, size_t why_len)
+// *absent = 1 when there is simply no GPU (no device, or no driver: an old
+// driver answers cudaErrorInsufficientDriver too); 0 when one may be there but
+// cannot be used (any other error: devices busy or unavailable, a failed
+// initialisation). The host then also looks for /dev/nvidia* nodes.
+extern "C" int ecc_cuda_device_count(char *why, size_t why_len, int *absent)
 {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
-    if (e != cudaSuccess) { // no driver, insufficient driver, no device: all mean "no GPU"
+    *absent = 0;
+    if (e != cudaSuccess) {
         snprintf(why, why_len, "cudaGetDeviceCount: %s", cudaGetErrorString(e));
+        *absent = e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver;
         (void)cudaGetLastError();
         return 0;
     }
-    if (n == 0)
+    if (n == 0) {
         snprintf(why, why_len, "no CUDA device found");
+        *absent = 1;
+    }
     return n;
 }
 
@@ -98,7 +106,8 @@ extern "C" ecc_status ecc_backend_cuda_create(ecc_backend **out, int threads, ec
 {
     *out = NULL;
     char why[256] = "";
-    if (ecc_cuda_device_count(why, sizeof why) == 0)
+    int absent;
+    if (ecc_cuda_device_count(why, sizeof why, &absent) == 0)
         return ecc_fail(ECC_ERR_DEVICE, "no usable GPU (%s)", why);
     ecc_backend *be = (ecc_backend *)calloc(1, sizeof *be);
     cuda_ctx *ctx = (cuda_ctx *)calloc(1, sizeof *ctx);

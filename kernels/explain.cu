@@ -179,9 +179,11 @@ static void cu_saliency(ecc_backend *be, float *scores, int ld, const float *gra
 //      lowest-id ties at K, exactly k candidates;
 //   3. a bitonic sort of the candidates by (logit descending, id ascending),
 //      in shared memory (k <= 4096) or in per-block global scratch;
-//   4. probabilities from the row's max and sum of exp in double.
+//   4. probabilities from the row's max and sum of exp in double, over all V.
 // Ranks (1 + count of strictly larger logits) of the target token and the
 // watched ids: integer counts, a block per (row, group of 8 queried ids).
+// Steps 1-2 and the ranks see only the first Vt ids (the tokenizer's): the
+// rows past them are padding and never ranked or chosen.
 
 enum { LENS_BLOCK = 512, LENS_SMEM_P = 4096, LENS_RANK_Q = 8, LENS_BIG_BLOCKS = 64 };
 
@@ -189,12 +191,13 @@ enum { LENS_BLOCK = 512, LENS_SMEM_P = 4096, LENS_RANK_Q = 8, LENS_BIG_BLOCKS = 
 // gscratch is NULL, else gscratch + blockIdx.x * P. P = a power of two >= k.
 __global__ void __launch_bounds__(LENS_BLOCK)
     lens_topk_kernel(int32_t *__restrict__ top_ids, float *__restrict__ top_probs, const float *__restrict__ logits,
-                     int n, int V, int k, int P, unsigned long long *__restrict__ gscratch)
+                     int n, int V, int Vt, int k, int P, unsigned long long *__restrict__ gscratch)
 {
     typedef cub::BlockScan<int, LENS_BLOCK> Scan;
     __shared__ typename Scan::TempStorage scan_tmp;
     __shared__ int hist[256];
     __shared__ int sel_s, krem_s;
+    __shared__ float redf[32];
     __shared__ double redd[32];
     ECC_DYNAMIC_SHARED(unsigned long long, cand_s);
     unsigned long long *cand = gscratch ? gscratch + (int64_t)blockIdx.x * P : cand_s;
@@ -210,10 +213,10 @@ __global__ void __launch_bounds__(LENS_BLOCK)
             __syncthreads();
             // warp-aggregated: one shared atomic per distinct digit in a warp
             // (logits share their top bits, so most lanes hit the same bin)
-            for (int base = 0; base < V; base += blockDim.x) { // every lane runs every iteration
+            for (int base = 0; base < Vt; base += blockDim.x) { // every lane runs every iteration
                 const int v = base + (int)threadIdx.x;
                 int bin = -1;
-                if (v < V) {
+                if (v < Vt) {
                     const uint32_t u = ecc_float_key(z[v]);
                     if ((u & mask) == prefix)
                         bin = (int)((u >> shift) & 255u);
@@ -236,11 +239,11 @@ __global__ void __launch_bounds__(LENS_BLOCK)
         // 2. collect: ng ids above the threshold, then the krem lowest ids equal to it
         const int ng = k - krem;
         int offG = 0, offE = 0;
-        for (int base = 0; base < V; base += blockDim.x) {
+        for (int base = 0; base < Vt; base += blockDim.x) {
             const int v = base + (int)threadIdx.x;
             uint32_t u = 0;
             int fG = 0, fE = 0;
-            if (v < V) {
+            if (v < Vt) {
                 u = ecc_float_key(z[v]);
                 fG = u > prefix;
                 fE = u == prefix;
@@ -272,12 +275,10 @@ __global__ void __launch_bounds__(LENS_BLOCK)
                 }
                 __syncthreads();
             }
-        // 4. probabilities against the row's max
-        const float mx = z[(int32_t)(uint32_t)(cand[0] & 0xffffffffull)];
-        double s = 0;
-        for (int v = threadIdx.x; v < V; v += blockDim.x)
-            s += exp((double)z[v] - mx);
-        s = block_sum_d(s, redd);
+        // 4. probabilities against the max of the whole row (padding included)
+        float mx;
+        double s;
+        row_logsumexp(z, V, &mx, &s, redf, redd);
         for (int q = threadIdx.x; q < k; q += blockDim.x) {
             const int32_t id = (int32_t)(uint32_t)(cand[q] & 0xffffffffull);
             top_ids[row * k + q] = id;
@@ -291,7 +292,8 @@ __global__ void __launch_bounds__(LENS_BLOCK)
 // grid: (rows, groups of LENS_RANK_Q queries); query 0 is tokens[row], query q >= 1 is watch[q - 1].
 __global__ void __launch_bounds__(LENS_BLOCK)
     lens_rank_kernel(int32_t *__restrict__ ranks, int32_t *__restrict__ watch_ranks, const float *__restrict__ logits,
-                     const int32_t *__restrict__ tokens, const int32_t *__restrict__ watch, int n, int V, int W)
+                     const int32_t *__restrict__ tokens, const int32_t *__restrict__ watch, int n, int V, int Vt,
+                     int W)
 {
     __shared__ int redi[32];
     const int nq = 1 + (watch_ranks ? W : 0), q0 = (int)blockIdx.y * LENS_RANK_Q;
@@ -305,7 +307,7 @@ __global__ void __launch_bounds__(LENS_BLOCK)
             thr[i] = q < nq ? z[q == 0 ? tokens[row] : watch[q - 1]] : INFINITY;
             cnt[i] = 0;
         }
-        for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        for (int v = threadIdx.x; v < Vt; v += blockDim.x) {
             const float zv = z[v];
 #pragma unroll
             for (int i = 0; i < LENS_RANK_Q; i++)
@@ -325,10 +327,11 @@ __global__ void __launch_bounds__(LENS_BLOCK)
 }
 
 static void cu_lens_stats(ecc_backend *be, int32_t *ranks, int32_t *top_ids, float *top_probs, int32_t *watch_ranks,
-                          const float *logits, const int32_t *tokens, const int32_t *watch, int n, int V, int k, int W)
+                          const float *logits, const int32_t *tokens, const int32_t *watch, int n, int V, int Vt, int k,
+                          int W)
 {
     cuda_ctx *ctx = ctx_of(be);
-    if (!cu_ok(ctx) || n <= 0 || V <= 0)
+    if (!cu_ok(ctx) || n <= 0 || V <= 0 || Vt <= 0 || Vt > V)
         return;
     const int nq = 1 + (watch_ranks && W > 0 ? W : 0);
     const unsigned groups = (unsigned)((nq + LENS_RANK_Q - 1) / LENS_RANK_Q);
@@ -338,18 +341,18 @@ static void cu_lens_stats(ecc_backend *be, int32_t *ranks, int32_t *top_ids, flo
     }
     dim3 rgrid(cu_grid_rows(ctx, n), groups);
     ECC_LAUNCH(lens_rank_kernel, rgrid, LENS_BLOCK, 0, ctx->stream)(
-        ranks, watch_ranks && W > 0 ? watch_ranks : NULL, logits, tokens, watch, n, V, W > 0 ? W : 0);
+        ranks, watch_ranks && W > 0 ? watch_ranks : NULL, logits, tokens, watch, n, V, Vt, W > 0 ? W : 0);
     if (!CU_LAUNCHED(ctx, "lens_rank_kernel") || !top_ids || k <= 0)
         return;
-    if (k > V) {
-        cu_record(ctx, ECC_ERR_INPUT, __FILE__, __LINE__, "lens_stats: top-%d of %d logits", k, V);
+    if (k > Vt) {
+        cu_record(ctx, ECC_ERR_INPUT, __FILE__, __LINE__, "lens_stats: top-%d of %d logits", k, Vt);
         return;
     }
     const int64_t P = ecc_pow2_at_least(k);
     if (P <= LENS_SMEM_P) {
         const size_t smem = (size_t)P * sizeof(unsigned long long);
         ECC_LAUNCH(lens_topk_kernel, cu_grid_rows(ctx, n), LENS_BLOCK, smem, ctx->stream)(top_ids, top_probs, logits, n,
-                                                                                          V, k, (int)P, NULL);
+                                                                                          V, Vt, k, (int)P, NULL);
     } else { // large k: candidates in global scratch, a bounded number of blocks
         const int64_t blocks = n < LENS_BIG_BLOCKS ? n : LENS_BIG_BLOCKS;
         size_t cap = ctx->lens_scratch_elems * sizeof(unsigned long long);
@@ -358,7 +361,7 @@ static void cu_lens_stats(ecc_backend *be, int32_t *ranks, int32_t *top_ids, flo
             return;
         ctx->lens_scratch_elems = cap / sizeof(unsigned long long);
         ECC_LAUNCH(lens_topk_kernel, (unsigned)blocks, LENS_BLOCK, 0, ctx->stream)(
-            top_ids, top_probs, logits, n, V, k, (int)P, ctx->lens_scratch);
+            top_ids, top_probs, logits, n, V, Vt, k, (int)P, ctx->lens_scratch);
     }
     CU_LAUNCHED(ctx, "lens_topk_kernel");
 }

@@ -2,10 +2,12 @@
 // that a seed gives the CPU's tokens, with only the 8-byte result (token,
 // log-probability) copied back.
 //
+// Only the first Vt ids (the tokenizer's; p->n_tokens) are chosen from: the
+// rest are padding rows. The log-probability is over all V.
 // Greedy / forced: one block finds the arg-max (lowest id on ties) and the
 // log-softmax at the token.
 // Sampling:
-//   1. z = logits / temperature, ids 0 .. V-1 (sample_prep_kernel)
+//   1. z = logits / temperature, ids 0 .. Vt-1 (sample_prep_kernel)
 //   2. order by z descending, ids ascending on ties: CUB's radix sort is
 //      stable, and the ids go in ascending
 //   3. one block (sample_select_kernel): e_i = (float)exp(z_i - z_0) over the
@@ -40,9 +42,9 @@ static __device__ __forceinline__ bool pick_better(float v, int32_t i, float bv,
 }
 
 // One block of PICK_BLOCK threads. res = (token, log_softmax(logits)[token]);
-// token = forced when >= 0, else the arg-max (lowest id on ties).
+// token = forced when >= 0, else the arg-max of the first Vt (lowest id on ties).
 __global__ void __launch_bounds__(PICK_BLOCK)
-    pick_argmax_kernel(pick_result *res, const float *__restrict__ logits, int V, int32_t forced)
+    pick_argmax_kernel(pick_result *res, const float *__restrict__ logits, int V, int Vt, int32_t forced)
 {
     __shared__ float redf[32];
     __shared__ double redd[32];
@@ -51,7 +53,7 @@ __global__ void __launch_bounds__(PICK_BLOCK)
     __shared__ int32_t tok_s;
     float bv = -INFINITY;
     int32_t bi = -1;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) // ascending i: a later equal value never wins
+    for (int i = threadIdx.x; i < Vt; i += blockDim.x) // ascending i: a later equal value never wins
         if (pick_better(logits[i], i, bv, bi)) {
             bv = logits[i];
             bi = i;
@@ -91,7 +93,7 @@ __global__ void __launch_bounds__(PICK_BLOCK)
     }
 }
 
-// keys (V) = logits / temperature (-0 made +0), vals = 0 .. V-1
+// keys (Vt) = logits / temperature (-0 made +0), vals = 0 .. Vt-1
 __global__ void sample_prep_kernel(float *__restrict__ keys, int32_t *__restrict__ vals,
                                    const float *__restrict__ logits, int V, float temperature)
 {
@@ -213,25 +215,26 @@ static void cu_pick(ecc_backend *be, int32_t *token, float *logprob, const float
     *logprob = NAN;
     if (!cu_ok(ctx) || V <= 0)
         return;
+    const int Vt = p->n_tokens > 0 && p->n_tokens < V ? p->n_tokens : V; // the rest: padding rows
     pick_result *d_res = (pick_result *)ctx->d_small, *h_res = (pick_result *)ctx->h_small;
     if (forced >= 0 || p->greedy) {
-        ECC_LAUNCH(pick_argmax_kernel, 1, PICK_BLOCK, 0, ctx->stream)(d_res, logits, V, forced);
+        ECC_LAUNCH(pick_argmax_kernel, 1, PICK_BLOCK, 0, ctx->stream)(d_res, logits, V, Vt, forced);
         if (!CU_LAUNCHED(ctx, "pick_argmax_kernel"))
             return;
     } else {
-        if (!sort_buffers(ctx, V))
+        if (!sort_buffers(ctx, Vt))
             return;
-        ECC_LAUNCH(sample_prep_kernel, cu_grid(ctx, V, 256), 256, 0, ctx->stream)(
-            ctx->sort_keys, ctx->sort_vals, logits, V, p->temperature);
+        ECC_LAUNCH(sample_prep_kernel, cu_grid(ctx, Vt, 256), 256, 0, ctx->stream)(
+            ctx->sort_keys, ctx->sort_vals, logits, Vt, p->temperature);
         if (!CU_LAUNCHED(ctx, "sample_prep_kernel"))
             return;
         size_t tmp = ctx->sort_tmp_bytes;
         if (!CUDA_CHECK(ctx, cub::DeviceRadixSort::SortPairsDescending(
                                  ctx->sort_tmp, tmp, ctx->sort_keys, ctx->sort_keys2, ctx->sort_vals,
-                                 ctx->sort_vals2, V, 0, (int)(8 * sizeof(float)), ctx->stream)) ||
+                                 ctx->sort_vals2, Vt, 0, (int)(8 * sizeof(float)), ctx->stream)) ||
             !CU_LAUNCHED(ctx, "cub::DeviceRadixSort::SortPairsDescending"))
             return;
-        const int n_keep = (p->top_k > 0 && p->top_k < V) ? p->top_k : V;
+        const int n_keep = (p->top_k > 0 && p->top_k < Vt) ? p->top_k : Vt;
         ECC_LAUNCH(sample_select_kernel, 1, PICK_BLOCK, 0, ctx->stream)(
             d_res, logits, ctx->sort_keys2, ctx->sort_vals2, V, n_keep, p->top_p, p->seed, step);
         if (!CU_LAUNCHED(ctx, "sample_select_kernel"))

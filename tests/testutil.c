@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,34 @@ int run_cli(char **out, char **err, const char *const *args) { return run_cli_en
 
 int run_cli_env(char **out, char **err, const char *const *env_assignments, const char *const *args)
 {
+    return run_cli_timeout(out, err, env_assignments, args, 0);
+}
+
+/* Wait for pid; after timeout_s seconds (0 = never) kill it. The wait status. */
+static int wait_or_kill(pid_t pid, double timeout_s)
+{
+    int status = 0;
+    if (timeout_s <= 0) {
+        waitpid(pid, &status, 0);
+        return status;
+    }
+    double t0 = ecc_now();
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        if (ecc_now() - t0 > timeout_s) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return status;
+        }
+        usleep(10000);
+    }
+}
+
+int run_cli_timeout(char **out, char **err, const char *const *env_assignments, const char *const *args,
+                    double timeout_s)
+{
     const char *bin = getenv("ECCOLO_BIN");
     cr_assert(bin, "ECCOLO_BIN is not set: run the tests through ctest");
     char outname[] = "/tmp/ecc-out-XXXXXX", errname[] = "/tmp/ecc-err-XXXXXX";
@@ -119,8 +148,7 @@ int run_cli_env(char **out, char **err, const char *const *env_assignments, cons
         execv(bin, argv);
         _exit(127);
     }
-    int status = 0;
-    waitpid(pid, &status, 0);
+    int status = wait_or_kill(pid, timeout_s);
     free(argv);
     lseek(ofd, 0, SEEK_SET);
     lseek(efd, 0, SEEK_SET);
@@ -235,4 +263,46 @@ double test_uniform(uint64_t *state)
     *state ^= *state >> 7;
     *state ^= *state << 17;
     return (double)(*state >> 11) / 9007199254740992.0;
+}
+
+char *expect_cli_error(const char *const *env_assignments, const char *const *args, double timeout_s,
+                       const char *want1, const char *want2)
+{
+    char *out, *err;
+    int rc = run_cli_timeout(&out, &err, env_assignments, args, timeout_s);
+    cr_assert_neq(rc, 128 + 9, "eccolo %s ran past %.0f s and was killed (hung?); stderr:\n%s", args[0], timeout_s,
+                  err);
+    cr_assert_lt(rc, 128, "eccolo crashed (signal %d); stderr:\n%s", rc - 128, err);
+    cr_assert_eq(rc, 2, "exit code %d, expected 2; stderr:\n%s", rc, err);
+    int lines = 0;
+    for (const char *p = err; *p; p++)
+        lines += *p == '\n';
+    cr_assert(strncmp(err, "eccolo: error: ", 15) == 0 && lines == 1 && err[strlen(err) - 1] == '\n',
+              "stderr must be one line 'eccolo: error: ...':\n%s", err);
+    cr_assert(strstr(err, want1), "stderr lacks '%s':\n%s", want1, err);
+    if (want2)
+        cr_assert(strstr(err, want2), "stderr lacks '%s':\n%s", want2, err);
+    cr_assert_str_empty(out, "stdout should be empty on an error, got:\n%s", out);
+    free(out);
+    return err;
+}
+
+char *fixture_copy(const char *fixture, const char *tag)
+{
+    char *dir = test_tmpdir(tag), *m = ecc_path_join(dir, "model"), *src = fixture_path(fixture);
+    copy_dir(src, m);
+    free(src);
+    free(dir);
+    return m;
+}
+
+void config_set(const char *model_dir, const char *key, cJSON *value)
+{
+    char *p = ecc_path_join(model_dir, "config.json"), *text = slurp(p);
+    cJSON *j = cJSON_Parse(text);
+    cr_assert(j, "%s: not JSON", p);
+    cJSON_ReplaceItemInObjectCaseSensitive(j, key, value);
+    char *out = cJSON_Print(j);
+    write_file(p, out, strlen(out));
+    free(out), cJSON_Delete(j), free(text), free(p);
 }

@@ -28,6 +28,20 @@ int run_cli(char **out, char **err, const char *const *args);
  * NULL-terminated list of "NAME=VALUE" strings (NULL for none), set in the
  * child only. */
 int run_cli_env(char **out, char **err, const char *const *env_assignments, const char *const *args);
+/* The same, killing eccolo (SIGKILL: the result is 128 + 9) when it runs past
+ * timeout_s seconds (0 = no limit): for inputs that must not hang it. */
+int run_cli_timeout(char **out, char **err, const char *const *env_assignments, const char *const *args,
+                    double timeout_s);
+
+/* Run the CLI (killed after timeout_s); it must end with exit 2 and exactly
+ * one stderr line "eccolo: error: ..." that contains want1 (and want2 when
+ * not NULL), nothing on stdout. Returns stderr (malloc'd) for more checks. */
+char *expect_cli_error(const char *const *env_assignments, const char *const *args, double timeout_s,
+                       const char *want1, const char *want2);
+/* A private copy of tests/fixtures/<fixture> to break: <fresh tmp dir>/model (malloc'd). */
+char *fixture_copy(const char *fixture, const char *tag);
+/* Set KEY of MODEL_DIR/config.json to VALUE (taken over). */
+void config_set(const char *model_dir, const char *key, cJSON *value);
 
 /* A CLI error: exit 2 and exactly one line "eccolo: error: ..." that contains
  * needle (aborts the test otherwise). */

@@ -5,6 +5,8 @@
 #   tools/fixtures_ecco.py       explain_reference.{safetensors,json} in tiny-gpt2/,
 #                                tiny-gpt2-f16/ and tiny-gpt2-deep/ (real Ecco 0.1.2)
 #   tools/fixtures_nmf.py        nmf_reference.safetensors (scikit-learn) in the same dirs
+# Not run here: tools/fixtures_padded.py (tiny-gpt2-padded/) needs transformers 5
+# (tools/requirements-padded.txt); run it in a venv with those versions.
 # Needs python3 with venv (Debian 12: apt-get install python3-venv) and PyPI.
 # Environment:
 #   ECCOLO_TOOLS_VENV  virtual environment to use/create (default: $REPO/.venv-tools)

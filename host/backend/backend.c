@@ -1,6 +1,7 @@
 /* Choosing a backend for --device, and what the build knows about GPUs. */
 #include "backend/backend.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -8,7 +9,7 @@
 
 #ifdef ECCOLO_HAVE_CUDA
 /* kernels/backend_cuda.cu */
-int ecc_cuda_device_count(char *why, size_t why_len);
+int ecc_cuda_device_count(char *why, size_t why_len, int *absent);
 void ecc_cuda_describe(int i, char *buf, size_t len);
 #endif
 
@@ -29,14 +30,41 @@ const char *ecc_build_info(void)
 #endif
 }
 
-int ecc_gpu_count(char *why, size_t why_len)
+/* An NVIDIA device node (nvidia0, nvidiactl, ...) in dev_dir: the driver's
+ * sign that a GPU is installed. */
+static int nvidia_nodes(const char *dev_dir)
+{
+    DIR *d = opendir(dev_dir);
+    if (!d)
+        return 0;
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d)))
+        found = strncmp(e->d_name, "nvidia", 6) == 0;
+    closedir(d);
+    return found;
+}
+
+int ecc_gpu_probe_in(const char *dev_dir, char *why, size_t why_len, int *absent)
 {
 #ifdef ECCOLO_HAVE_CUDA
-    return ecc_cuda_device_count(why, why_len);
+    int n = ecc_cuda_device_count(why, why_len, absent);
+    if (n == 0 && !*absent && !nvidia_nodes(dev_dir))
+        *absent = 1; /* the runtime's error, but no device node: no GPU here */
+    return n;
 #else
+    *absent = !nvidia_nodes(dev_dir);
     snprintf(why, why_len, "eccolo was built without CUDA (configure with -DECCOLO_CUDA=ON where nvcc is installed)");
     return 0;
 #endif
+}
+
+int ecc_gpu_probe(char *why, size_t why_len, int *absent) { return ecc_gpu_probe_in("/dev", why, why_len, absent); }
+
+int ecc_gpu_count(char *why, size_t why_len)
+{
+    int absent;
+    return ecc_gpu_probe(why, why_len, &absent);
 }
 
 void ecc_gpu_describe(int i, char *buf, size_t len)
@@ -60,15 +88,19 @@ ecc_status ecc_backend_create(ecc_backend **out, ecc_device dev, int threads, ec
     if (dev == ECC_DEVICE_CPU)
         return ecc_backend_cpu_create(out, threads);
     char why[256] = "";
-    int n = ecc_gpu_count(why, sizeof why);
+    int absent;
+    int n = ecc_gpu_probe(why, sizeof why, &absent);
     if (n == 0) {
         if (dev == ECC_DEVICE_CUDA)
             return ecc_fail(ECC_ERR_DEVICE, "--device cuda: no usable GPU (%s); use --device cpu or auto", why);
         if (precision != ECC_PRECISION_FP32)
             return ecc_fail(ECC_ERR_DEVICE, "--precision tf32 and bf16 need a GPU, and none is usable (%s)", why);
-        snprintf(note, sizeof note, "no usable GPU (%s): running on the CPU", why);
-        if (notice)
-            *notice = note;
+        /* no GPU here at all: the CPU is simply the machine, nothing to say */
+        if (!absent) {
+            snprintf(note, sizeof note, "no usable GPU (%s): running on the CPU", why);
+            if (notice)
+                *notice = note;
+        }
         return ecc_backend_cpu_create(out, threads);
     }
 #ifdef ECCOLO_HAVE_CUDA

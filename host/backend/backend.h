@@ -28,6 +28,7 @@ typedef struct ecc_pick_params {
     int top_k;          /* 0 = off */
     float top_p;        /* 1 = off */
     uint64_t seed;      /* with the step index, the counter of the RNG */
+    int n_tokens;       /* ids n_tokens .. V-1 are padding rows: never picked (0: every id is a token) */
 } ecc_pick_params;
 
 struct ecc_backend {
@@ -103,9 +104,10 @@ struct ecc_backend {
 
     /* Choose a token from logits (V): forced >= 0 takes that token; else
      * arg-max or a sample per p (counter-based RNG on (seed, step), so the
-     * same seed gives the same tokens on every backend). Writes the token to
-     * *token and log_softmax(logits)[token] (temperature 1) to *logprob; both
-     * pointers are host memory. */
+     * same seed gives the same tokens on every backend), among the ids below
+     * p->n_tokens (the rest are padding rows). Writes the token to *token and
+     * log_softmax(logits)[token] (temperature 1, over all V, as transformers
+     * computes it) to *logprob; both pointers are host memory. */
     void (*pick)(ecc_backend *be, int32_t *token, float *logprob, const float *logits, int V, int32_t forced,
                  const ecc_pick_params *p, uint64_t step);
 
@@ -167,9 +169,12 @@ struct ecc_backend {
      * tokens[i] (1 + number of strictly larger logits), the k most likely ids
      * and their softmax probabilities (descending; lower id first on ties),
      * and ranks of the W watched ids. Outputs are row-major (n, k) / (n, W);
-     * top_ids/top_probs/watch_ranks may be NULL. */
+     * top_ids/top_probs/watch_ranks may be NULL. Rows have V logits, of which
+     * only the first Vt (the tokenizer's ids) are ranked or chosen: the others
+     * are padding rows; probabilities are softmax over all V. k <= Vt. */
     void (*lens_stats)(ecc_backend *be, int32_t *ranks, int32_t *top_ids, float *top_probs, int32_t *watch_ranks,
-                       const float *logits, const int32_t *tokens, const int32_t *watch, int n, int V, int k, int W);
+                       const float *logits, const int32_t *tokens, const int32_t *watch, int n, int V, int Vt, int k,
+                       int W);
 
     /* ---- NMF (and general matrix products) ---- */
 
@@ -194,7 +199,8 @@ struct ecc_backend {
 
 /* Create the backend for a device. AUTO picks CUDA when a usable GPU is there
  * (and eccolo was built with CUDA), else the CPU; *notice then gets a one-line
- * explanation (or NULL). threads <= 0 keeps the default (OMP_NUM_THREADS or
+ * explanation when a GPU is present but cannot be used (NULL when there is
+ * no GPU or driver at all: the CPU is then no surprise). threads <= 0 keeps the default (OMP_NUM_THREADS or
  * all cores). A precision other than FP32 needs CUDA. */
 ecc_status ecc_backend_create(ecc_backend **out, ecc_device dev, int threads, ecc_precision precision,
                               const char **notice);
@@ -206,6 +212,13 @@ ecc_status ecc_backend_cuda_create(ecc_backend **out, int threads, ecc_precision
 /* GPUs visible to eccolo: count (0 when none, or when built without CUDA)
  * and a one-line description per device. */
 int ecc_gpu_count(char *why, size_t why_len);
+/* The same, and when the count is 0 whether a GPU is absent (*absent = 1: no
+ * CUDA device or driver, cudaErrorNoDevice / cudaErrorInsufficientDriver, or
+ * no NVIDIA node in /dev) or present but unusable (0: another CUDA error, or
+ * /dev/nvidia* in a build without CUDA). ecc_gpu_probe_in looks for the
+ * nodes in dev_dir instead of /dev (for tests). */
+int ecc_gpu_probe(char *why, size_t why_len, int *absent);
+int ecc_gpu_probe_in(const char *dev_dir, char *why, size_t why_len, int *absent);
 void ecc_gpu_describe(int i, char *buf, size_t len);
 
 /* NVTX ranges around the host's phases (generate, forward, backward, nmf,

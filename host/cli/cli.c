@@ -12,20 +12,32 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "model/model.h"
 #include "util.h"
 
 int cli_error(const char *fmt, ...)
 {
-    char msg[1024];
+    char raw[1024], msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    for (char *p = msg; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
+    ecc_escape_text(msg, sizeof msg, raw, strlen(raw)); /* one line, no control sequences */
     fprintf(stderr, "eccolo: error: %s\n", msg);
     return ECC_EXIT_ERROR;
+}
+
+void cli_notice(int quiet, const char *fmt, ...)
+{
+    if (quiet)
+        return;
+    char raw[1024], msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    ecc_escape_text(msg, sizeof msg, raw, strlen(raw));
+    fprintf(stderr, "eccolo: %s\n", msg);
 }
 
 int cli_lib_error(void) { return cli_error("%s", ecc_last_error()); }
@@ -38,15 +50,20 @@ int cli_opt(cli_args *a, const char *name, const char **value)
         return 0;
     if (arg[n] == '=') {
         *value = arg + n + 1;
-        return 1;
-    }
-    if (arg[n] != '\0')
+    } else if (arg[n] != '\0') {
         return 0;
-    if (a->i + 1 >= a->argc) {
+    } else if (a->i + 1 >= a->argc) {
         cli_error("%s needs a value (see eccolo %s --help)", name, a->cmd);
         return -1;
+    } else {
+        *value = a->argv[++a->i];
     }
-    *value = a->argv[++a->i];
+    /* no option takes an empty value: `--model ""` would mean the default
+     * model and `--out ""` the current directory, silently */
+    if (!**value) {
+        cli_error("%s is empty: give a value (see eccolo %s --help)", name, a->cmd);
+        return -1;
+    }
     return 1;
 }
 
@@ -240,16 +257,16 @@ const char *cli_quote_token(const char *tok)
 {
     static _Thread_local char buf[4][96];
     static _Thread_local int next;
+    char esc[88];
+    ecc_escape_text(esc, sizeof esc, tok, strlen(tok)); /* controls and partial UTF-8 as \xNN */
     char *o = buf[next++ & 3];
     size_t k = 0;
     o[k++] = '\'';
-    for (const char *p = tok; *p && k < sizeof buf[0] - 6; p++) {
-        if (*p == '\n') {
+    for (const char *p = esc; *p; p++) { /* the common two as \n and \t */
+        if (!strncmp(p, "\\x0a", 4) || !strncmp(p, "\\x09", 4)) {
             o[k++] = '\\';
-            o[k++] = 'n';
-        } else if (*p == '\t') {
-            o[k++] = '\\';
-            o[k++] = 't';
+            o[k++] = p[3] == 'a' ? 'n' : 't';
+            p += 3;
         } else {
             o[k++] = *p;
         }
@@ -298,22 +315,50 @@ static void usage(FILE *f)
             ECCOLO_VERSION);
 }
 
+/* A model's sizes and vocabulary from config.json and its tokenizer (no weights read). */
+static void info_model(const ecc_config *c, const char *dir)
+{
+    printf("model: %s: %s, %d layers, %d heads, n_embd %d, n_inner %d, context %d\n", dir, c->model_type, c->n_layer,
+           c->n_head, c->n_embd, c->n_inner, c->n_positions);
+    if (c->n_tokens < c->vocab_size)
+        printf("vocabulary: %d rows, %d tokens, %d padding (rows past the tokenizer: never generated, sampled or "
+               "ranked)\n", c->vocab_size, c->n_tokens, c->vocab_size - c->n_tokens);
+    else
+        printf("vocabulary: %d tokens\n", c->n_tokens);
+}
+
 static int cmd_info(int argc, char **argv)
 {
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: eccolo info\n\nPrints the build options, the BLAS library, the CUDA devices found and the "
-               "default model.\n");
-        return 0;
+    const char *model = NULL;
+    cli_args a = {argc, 1, argv, "info"};
+    for (; a.i < argc; a.i++) {
+        int r;
+        if (cli_flag(&a, "--help") || cli_flag(&a, "-h")) {
+            printf("usage: eccolo info [--model M]\n\nPrints the build options, the BLAS library, the CUDA devices "
+                   "found and the default model;\nwith --model, that model's sizes and vocabulary (padding rows "
+                   "included).\n");
+            return 0;
+        }
+        if ((r = cli_opt(&a, "--model", &model)) < 0)
+            return ECC_EXIT_ERROR;
+        if (!r)
+            return cli_error("info takes no arguments but --model M (got '%s')", argv[a.i]);
     }
-    if (argc > 1)
-        return cli_error("info takes no arguments (got '%s')", argv[1]);
+    ecc_config cfg;
+    char *dir = NULL;
+    if (model && ecc_model_peek(&cfg, &dir, model) != ECC_OK)
+        return cli_lib_error();
     printf("eccolo %s\n", ECCOLO_VERSION);
     printf("build: %s\n", ecc_build_info());
     printf("blas: %s\n", openblas_get_config());
     printf("cpu threads: %d (OpenMP; --threads or OMP_NUM_THREADS to change)\n", omp_get_max_threads());
     char why[256] = "";
-    int n = ecc_gpu_count(why, sizeof why);
-    printf("cuda devices: %d%s%s%s\n", n, n ? "" : " (", n ? "" : why, n ? "" : ")");
+    int absent;
+    int n = ecc_gpu_probe(why, sizeof why, &absent);
+    if (n)
+        printf("cuda devices: %d\n", n);
+    else
+        printf("cuda devices: 0 (%s: %s)\n", absent ? "no GPU" : "a GPU is present but not usable", why);
     for (int i = 0; i < n; i++) {
         char d[256];
         ecc_gpu_describe(i, d, sizeof d);
@@ -321,6 +366,9 @@ static int cmd_info(int argc, char **argv)
     }
     const char *dm = ecc_default_model();
     printf("default model: %s%s\n", dm ? dm : "(none)", dm && !ecc_dir_exists(dm) ? " (missing!)" : "");
+    if (model)
+        info_model(&cfg, dir);
+    free(dir);
     return 0;
 }
 

@@ -13,6 +13,9 @@
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same with ecc_last_error() as the message. */
 int cli_lib_error(void);
+/* A notice or progress line "eccolo: MSG" on stderr (escaped as errors are),
+ * unless quiet: every command's --quiet silences them all. */
+void cli_notice(int quiet, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Argument parsing: "--name value" or "--name=value". */
 typedef struct cli_args {
@@ -23,7 +26,7 @@ typedef struct cli_args {
 
 /* If argv[i] is the option NAME, set *value to its argument (advancing i)
  * and return 1; 0 when it is another option; -1 (error printed) when the
- * value is missing. */
+ * value is missing or empty. */
 int cli_opt(cli_args *a, const char *name, const char **value);
 /* A flag without value. */
 int cli_flag(cli_args *a, const char *name);
@@ -42,8 +45,9 @@ int cli_target(const char *s, ecc_target *t);
 int cli_layers(const char *s, int *from, int *to);
 /* "512M", "8G", "1.5G", "4096" -> bytes (binary units) */
 int cli_size(const char *opt, const char *s, size_t *out);
-/* A token for the terminal: quoted, newlines and tabs escaped (a rotating
- * static buffer: valid for the next three calls). */
+/* A token for the terminal: quoted, newlines and tabs as \n and \t, other
+ * control bytes and partial UTF-8 as \xNN (a rotating static buffer: valid
+ * for the next three calls). */
 const char *cli_quote_token(const char *tok);
 /* ecc_device from "auto" | "cpu" | "cuda"; -1 on error (printed). */
 int cli_device(const char *s, ecc_device *d);

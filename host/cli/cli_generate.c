@@ -129,6 +129,19 @@ static int text_ids(ecc_model *m, const char *opt, const char *text, int raw, in
     return 0;
 }
 
+/* The text of --prompt-file. A NUL byte is refused: the prompt travels as a
+ * C string (run.json, the printed text), which would silently end there. */
+static int read_prompt_file(const char *path, char **text, size_t *len)
+{
+    if (ecc_read_file(path, 64u << 20, text, len) != ECC_OK)
+        return cli_error("--prompt-file: %s", ecc_last_error());
+    const char *nul = memchr(*text, '\0', *len);
+    if (nul)
+        return cli_error("--prompt-file %s: byte %zu is a NUL byte; a prompt is text (remove it, or give token ids "
+                         "with --prompt-ids)", path, (size_t)(nul - *text));
+    return 0;
+}
+
 static int prompt_ids(gen_args *g, ecc_model *m, int32_t **ids, int *n, char **text)
 {
     *text = NULL;
@@ -136,8 +149,9 @@ static int prompt_ids(gen_args *g, ecc_model *m, int32_t **ids, int *n, char **t
         return cli_ids("--prompt-ids", g->prompt_ids, ids, n) ? ECC_EXIT_ERROR : 0;
     if (g->prompt_file) {
         size_t len;
-        if (ecc_read_file(g->prompt_file, 64u << 20, text, &len) != ECC_OK)
-            return cli_error("--prompt-file: %s", ecc_last_error());
+        int rc = read_prompt_file(g->prompt_file, text, &len);
+        if (rc)
+            return rc;
         if (ecc_tokenize(m, *text, len, ids, n) != ECC_OK)
             return cli_error("%s: %s", g->prompt_file, ecc_last_error());
         return 0;

@@ -26,6 +26,7 @@ static const char *k_help =
     "  --seed S                seed of the random initialisation (default 0)\n"
     "  --device auto|cpu|cuda  --threads N\n"
     "  --out FILE              (default RUN_DIR/nmf.safetensors of the first run)\n"
+    "  --quiet                 do not print the summary line\n"
     "\n"
     "Writes factors F32 [K, T_total], loadings F32 [K, F'] and offsets I32 [runs + 1], with the\n"
     "relative error ||X - WH||_F / ||X||_F, iterations and settings as metadata.\n";
@@ -42,7 +43,7 @@ int cmd_nmf(int argc, char **argv)
     if (!dirs)
         return cli_error("out of memory");
     cli_args a = {argc, 1, argv, "nmf"};
-    int rc = 0;
+    int rc = 0, quiet = 0;
     for (; a.i < argc && !rc; a.i++) {
         const char *v = NULL;
         int r;
@@ -86,6 +87,8 @@ int cmd_nmf(int argc, char **argv)
         } else if ((r = OPT("--out"))) {
             rc = r < 0;
             job.out = v;
+        } else if (cli_flag(&a, "--quiet") || cli_flag(&a, "-q")) {
+            quiet = 1;
         } else if (argv[a.i][0] == '-') {
             rc = cli_error("nmf: unknown option '%s' (see eccolo nmf --help)", argv[a.i]);
         } else {
@@ -147,8 +150,11 @@ int cmd_nmf(int argc, char **argv)
         rc = cli_lib_error();
         goto done;
     }
-    printf("nmf: %d components over %d run(s): relative error %.4f after %d iterations (%.3f s); wrote %s\n",
-           job.nmf.k, job.n_dirs, res.rel_error, res.iterations, res.seconds, path);
+    if (res.notice[0])
+        cli_notice(quiet, "%s", res.notice);
+    if (!quiet)
+        printf("nmf: %d components over %d run(s): relative error %.4f after %d iterations (%.3f s); wrote %s\n",
+               job.nmf.k, job.n_dirs, res.rel_error, res.iterations, res.seconds, path);
     rc = 0;
     ecc_nmf_result_free(&res);
     free(path);

@@ -38,6 +38,7 @@ static const char *k_submit_usage =
     "  --job-name NAME         sbatch --job-name (default eccolo-<name of DIR>)\n"
     "  --eccolo PATH           the eccolo the tasks run (default: this one, by absolute path)\n"
     "  --dry-run               write and print the script and the sbatch command; submit nothing\n"
+    "  --quiet                 print nothing on success but the --dry-run script\n"
     "  --wait                  wait for the job to end (sbatch --wait); exit 0 when every task\n"
     "                          succeeded, 1 when some did not\n"
     "  --resubmit-failed DIR   submit again the shards of DIR that did not finish (prompts not\n"
@@ -58,7 +59,8 @@ static const char *k_status_usage =
     "queue, then sacct; when Slurm has forgotten a task, from the manifest (completed when\n"
     "all its prompts are done, else failed). A shard is finished when all its prompts are done.\n"
     "\n"
-    "  --json                  machine-readable output\n";
+    "  --json                  machine-readable output\n"
+    "  --quiet                 the table only: no note, no resubmission hint\n";
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
@@ -100,6 +102,10 @@ static const char **res_field(ecc_slurm_resources *r, int i)
 
 /* ---- submitting ------------------------------------------------------------------------- */
 
+/* --quiet of submit and status: the informational lines (job submitted,
+ * resubmitting, notes) are left out. Set once, by the option parser. */
+static int g_quiet;
+
 typedef struct submit_ctx {
     const char *dir_abs;
     cJSON *sub;
@@ -130,8 +136,9 @@ static void record_job(submit_ctx *c, const char *out, size_t len, int eof)
     cJSON_AddStringToObject(c->sub, "submitted_at", when);
     cJSON_AddNumberToObject(c->sub, "submitted_unix", (double)now);
     c->rec_status = ecc_jobs_append(c->dir_abs, c->dir_abs, c->sub);
-    printf("submitted job %s: array %s of %d shards; follow it with: eccolo status %s\n", c->job, c->spec,
-           c->n_shards, c->dir_abs);
+    if (!g_quiet)
+        printf("submitted job %s: array %s of %d shards; follow it with: eccolo status %s\n", c->job, c->spec,
+               c->n_shards, c->dir_abs);
     fflush(stdout);
 }
 
@@ -217,7 +224,7 @@ static int submit_plan(const ecc_submit_plan *plan, const char *dir_abs, const c
                     "and %s/shard-I.out\n",
                     c.job, p.rc, dir_abs, plan->slurm_dir);
             rc = 1;
-        } else if (wait) {
+        } else if (wait && !g_quiet) {
             printf("job %s ended: every task succeeded\n", c.job);
         }
         ecc_proc_free(&p);
@@ -268,10 +275,10 @@ static int resubmit(const char *dir, ecc_slurm_resources *given, const char *ecc
     if (!idx) {
         rc = cli_lib_error();
     } else if (n == 0) {
-        if (busy)
+        if (busy && !g_quiet)
             printf("nothing to resubmit: %d shard%s still pending or running (eccolo status %s)\n", busy,
                    busy == 1 ? " is" : "s are", dir);
-        else
+        else if (!g_quiet)
             printf("nothing to resubmit: every prompt of the %d shards is done%s\n", st.n_shards,
                    st.failed ? " (some lines of the prompts file are invalid: see the manifest)" : "");
     } else {
@@ -312,7 +319,7 @@ static int resubmit(const char *dir, ecc_slurm_resources *given, const char *ecc
             ecc_submit_plan plan = {.eccolo = eccolo ? eccolo : self, .chdir = chdir_, .slurm_dir = sd,
                                     .job_name = r.job_name, .n_shards = st.n_shards, .array = idx, .n_array = n,
                                     .n_args = n_args, .args = argv, .res = r};
-            if (!dry_run)
+            if (!dry_run && !g_quiet)
                 printf("resubmitting %d of %d shards of %s\n", n, st.n_shards, dir);
             rc = submit_plan(&plan, dir_abs, script, dry_run, wait, 1);
         }
@@ -348,6 +355,10 @@ int cmd_submit(int argc, char **argv)
         }
         if (cli_flag(&a, "--wait")) {
             wait = 1;
+            continue;
+        }
+        if (cli_flag(&a, "--quiet") || cli_flag(&a, "-q")) {
+            g_quiet = 1;
             continue;
         }
         const char *names[] = {"--partition", "--time", "--gpus-per-task", "--cpus-per-task", "--mem", "--account",
@@ -404,8 +415,9 @@ int cmd_submit(int argc, char **argv)
     int n_args = argc - sep - 1;
     char **args = argv + sep + 1;
     const char *out = ecc_arg_value(n_args, args, "--out"), *prompts = ecc_arg_value(n_args, args, "--prompts");
-    if (!out)
-        return cli_error("the batch arguments have no --out DIR (after --)");
+    if (!out || !*out)
+        return cli_error(out ? "the batch arguments' --out is empty: give a directory"
+                             : "the batch arguments have no --out DIR (after --)");
     if (!prompts)
         return cli_error("the batch arguments have no --prompts FILE.jsonl (after --)");
     for (int i = 0; i < n_args; i++) {
@@ -539,9 +551,9 @@ static void print_text(const ecc_batch_status *st)
            st->n_shards, st->by_state[ECC_SLURM_COMPLETED], st->by_state[ECC_SLURM_RUNNING],
            st->by_state[ECC_SLURM_PENDING], st->by_state[ECC_SLURM_FAILED], st->by_state[ECC_SLURM_UNKNOWN], finished,
            st->prompts_total, st->done, st->failed, st->left);
-    if (st->note[0])
+    if (st->note[0] && !g_quiet)
         printf("note: %s\n", st->note);
-    if (to_resubmit)
+    if (to_resubmit && !g_quiet)
         printf("%d shard%s stopped before finishing: eccolo submit --resubmit-failed %s\n", to_resubmit,
                to_resubmit == 1 ? "" : "s", st->dir);
 }
@@ -557,6 +569,8 @@ int cmd_status(int argc, char **argv)
         }
         if (!strcmp(argv[i], "--json"))
             json = 1;
+        else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q"))
+            g_quiet = 1;
         else if (argv[i][0] == '-' && argv[i][1])
             return cli_error("status: unknown option '%s' (see eccolo status --help)", argv[i]);
         else if (dir)

@@ -12,6 +12,7 @@
 #include "engine/forward.h"
 #include "model/model.h"
 #include "engine/run.h"
+#include "model/config.h"
 #include "util.h"
 
 void ecc_options_default(ecc_options *o)
@@ -112,17 +113,17 @@ static ecc_status check_request(const ecc_config *c, const int32_t *prompt, int 
     if (n_prompt < 1)
         return ecc_fail(ECC_ERR_INPUT, "the prompt is empty: give at least one token");
     for (int i = 0; i < n_prompt; i++)
-        if (prompt[i] < 0 || prompt[i] >= c->vocab_size)
-            return ecc_fail(ECC_ERR_INPUT, "prompt token %d is id %d, outside the vocabulary [0, %d)", i, prompt[i],
-                            c->vocab_size);
+        if (prompt[i] < 0 || prompt[i] >= c->n_tokens)
+            return ecc_fail(ECC_ERR_INPUT, "prompt token %d is id %d, outside the vocabulary [0, %d)%s", i, prompt[i],
+                            c->n_tokens, ecc_padding_note(c, prompt[i]));
     if (n_prompt > c->n_positions)
         return ecc_fail(ECC_ERR_INPUT, "the prompt has %d tokens but the model's context holds %d (n_positions)",
                         n_prompt, c->n_positions);
     if (o->continuation_ids) {
         for (int i = 0; i < o->n_continuation; i++)
-            if (o->continuation_ids[i] < 0 || o->continuation_ids[i] >= c->vocab_size)
-                return ecc_fail(ECC_ERR_INPUT, "continuation token %d is id %d, outside the vocabulary [0, %d)", i,
-                                o->continuation_ids[i], c->vocab_size);
+            if (o->continuation_ids[i] < 0 || o->continuation_ids[i] >= c->n_tokens)
+                return ecc_fail(ECC_ERR_INPUT, "continuation token %d is id %d, outside the vocabulary [0, %d)%s", i,
+                                o->continuation_ids[i], c->n_tokens, ecc_padding_note(c, o->continuation_ids[i]));
         *n_new = o->n_continuation;
         if (*n_new < 1)
             return ecc_fail(ECC_ERR_INPUT, "the continuation is empty: give at least one token to force");
@@ -297,7 +298,7 @@ static int gen_pick(gen_state *g, ecc_run **runs, int *list, int k, const ecc_co
         ecc_run *r = runs[list[j]];
         const ecc_options *o = &r->opt;
         ecc_pick_params pp = {.greedy = !o->sample, .temperature = o->temperature, .top_k = o->top_k,
-                              .top_p = o->top_p, .seed = o->seed};
+                              .top_p = o->top_p, .seed = o->seed, .n_tokens = c->n_tokens};
         int step = r->T - r->n_input, pos = r->T;
         g->be->pick(g->be, &r->ids[pos], &r->logprobs[step], g->acts.logits + (int64_t)j * c->vocab_size,
                     c->vocab_size, -1, &pp, (uint64_t)step);
@@ -316,7 +317,7 @@ static int gen_pick(gen_state *g, ecc_run **runs, int *list, int k, const ecc_co
 static void gen_forced(gen_state *g, ecc_run *r, int row0, const ecc_config *c)
 {
     int32_t rows[LOGIT_CHUNK];
-    ecc_pick_params pp = {.greedy = 1};
+    ecc_pick_params pp = {.greedy = 1, .n_tokens = c->n_tokens};
     int G = r->T_cap - r->n_input;
     for (int s0 = 0; s0 < G; s0 += LOGIT_CHUNK) {
         int n = ECC_MIN(LOGIT_CHUNK, G - s0);

@@ -83,11 +83,13 @@ static int32_t sample(const float *logits, int V, const ecc_pick_params *p, uint
 void ecc_pick(int32_t *token, float *logprob, const float *logits, int V, int32_t forced, const ecc_pick_params *p,
               uint64_t step)
 {
+    /* the choice is among the tokenizer's ids: a padding row is never text */
+    const int Vt = p->n_tokens > 0 && p->n_tokens < V ? p->n_tokens : V;
     int32_t t = forced;
     if (t < 0 && !p->greedy)
-        t = sample(logits, V, p, step);
+        t = sample(logits, Vt, p, step);
     if (t < 0)
-        t = argmax(logits, V);
+        t = argmax(logits, Vt);
     *token = t;
     *logprob = ecc_log_softmax_at(logits, V, t);
 }

@@ -8,7 +8,8 @@
 
 #include "backend/backend.h"
 
-/* See ecc_backend.pick. Steps for a sample:
+/* See ecc_backend.pick. The ids chosen from are 0 .. Vt-1, Vt = p->n_tokens
+ * (V when 0): the rest are padding rows. Steps for a sample:
  *   1. z = logits / temperature
  *   2. order ids by z descending (lower id first on ties); keep the first
  *      top_k (all when 0)
@@ -19,7 +20,8 @@
 void ecc_pick(int32_t *token, float *logprob, const float *logits, int V, int32_t forced, const ecc_pick_params *p,
               uint64_t step);
 
-/* log_softmax(logits)[id] over V values (double accumulation). */
+/* log_softmax(logits)[id] over V values (double accumulation), padding
+ * rows included, as transformers computes it. */
 float ecc_log_softmax_at(const float *logits, int V, int32_t id);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "explain/explain_internal.h"
+#include "model/config.h"
 #include "util.h"
 
 const char *ecc_attr_name(unsigned b)
@@ -59,15 +60,15 @@ ecc_status ecc_explain_check(const ecc_config *c, const ecc_options *o)
                             "0 <= a < b <= %d)", o->layer_from, to, c->n_layer, c->n_layer);
     }
     if (o->rankings) {
-        if (o->top_k_layers < 1 || o->top_k_layers > c->vocab_size)
-            return ecc_fail(ECC_ERR_INPUT, "--top-k-layers must be from 1 to %d (got %d)", c->vocab_size,
+        if (o->top_k_layers < 1 || o->top_k_layers > c->n_tokens)
+            return ecc_fail(ECC_ERR_INPUT, "--top-k-layers must be from 1 to %d (got %d)", c->n_tokens,
                             o->top_k_layers);
         if (o->n_watch < 0 || o->n_watch > 4096)
             return ecc_fail(ECC_ERR_INPUT, "at most 4096 watched tokens (got %d)", o->n_watch);
         for (int i = 0; i < o->n_watch; i++)
-            if (o->watch_ids[i] < 0 || o->watch_ids[i] >= c->vocab_size)
-                return ecc_fail(ECC_ERR_INPUT, "watched token id %d is outside the vocabulary [0, %d)",
-                                o->watch_ids[i], c->vocab_size);
+            if (o->watch_ids[i] < 0 || o->watch_ids[i] >= c->n_tokens)
+                return ecc_fail(ECC_ERR_INPUT, "watched token id %d is outside the vocabulary [0, %d)%s",
+                                o->watch_ids[i], c->n_tokens, ecc_padding_note(c, o->watch_ids[i]));
     }
     if (o->lens != ECC_LENS_STANDARD && o->lens != ECC_LENS_RAW)
         return ecc_fail(ECC_ERR_INPUT, "unknown lens %d", (int)o->lens);
@@ -225,7 +226,7 @@ static ecc_status lens(ecc_run *r, const ecc_dmodel *dm, const saves *s, int a, 
             int n = ECC_MIN(Gc, G - g0);
             be->matmul_wt(be, logits, X + (int64_t)g0 * C, lm_head, n, C, V);
             be->lens_stats(be, d_rank + g0, d_ids + (int64_t)g0 * k, d_probs + (int64_t)g0 * k,
-                           W ? d_wr + (int64_t)g0 * W : NULL, logits, d_tok + g0, d_watch, n, V, k, W);
+                           W ? d_wr + (int64_t)g0 * W : NULL, logits, d_tok + g0, d_watch, n, V, c->n_tokens, k, W);
         }
         size_t lo = (size_t)(l - 1);
         be->download(be, ranks + lo * G, d_rank, (size_t)G * 4);
@@ -250,7 +251,7 @@ static ecc_status forced_logprobs(ecc_run *r, const ecc_dmodel *dm, const saves 
     bufset m = {.be = be};
     int32_t *d_rows = balloc(&m, CHUNK * sizeof(int32_t), "rows"), rows[CHUNK], tok;
     float *h = balloc(&m, (size_t)CHUNK * C * 4, "hidden states"), *logits = balloc(&m, (size_t)CHUNK * V * 4, "logits");
-    ecc_pick_params pp = {.greedy = 1};
+    ecc_pick_params pp = {.greedy = 1, .n_tokens = c->n_tokens};
     if (!d_rows || !h || !logits) {
         bfree(&m);
         return ECC_ERR_NOMEM;

@@ -37,26 +37,31 @@ static int valid_repo_id(const char *id)
     return slashes <= 1 && id[strlen(id) - 1] != '/';
 }
 
-/* snapshots/<refs/main>, or the only snapshot when refs/main is missing. */
-static char *snapshot_of(const char *repo_dir)
+/* *snap = snapshots/<refs/main>, or the only snapshot when refs/main is
+ * missing; NULL when neither. A refs/main that exists but cannot be read (a
+ * FIFO, a device, no permission) is an error, not a reason to guess. */
+static ecc_status snapshot_of(char **snap, const char *repo_dir)
 {
+    *snap = NULL;
     char buf[4096];
     snprintf(buf, sizeof buf, "%s/refs/main", repo_dir);
-    char *ref = NULL;
-    size_t len;
-    if (ecc_read_file(buf, 256, &ref, &len) == ECC_OK) {
+    if (ecc_file_exists(buf)) {
+        char *ref = NULL;
+        size_t len;
+        ECC_TRY(ecc_read_file(buf, 256, &ref, &len));
         while (len && (ref[len - 1] == '\n' || ref[len - 1] == '\r' || ref[len - 1] == ' '))
             ref[--len] = '\0';
         snprintf(buf, sizeof buf, "%s/snapshots/%s", repo_dir, ref);
         free(ref);
-        if (len && !strchr(buf + strlen(repo_dir) + 11, '/') && ecc_dir_exists(buf))
-            return ecc_strdup(buf);
+        if (len && !strchr(buf + strlen(repo_dir) + 11, '/') && ecc_dir_exists(buf)) {
+            *snap = ecc_strdup(buf);
+            return *snap ? ECC_OK : ECC_ERR_NOMEM;
+        }
     }
-    ecc_clear_error();
     snprintf(buf, sizeof buf, "%s/snapshots", repo_dir);
     DIR *d = opendir(buf);
     if (!d)
-        return NULL;
+        return ECC_OK;
     char *found = NULL;
     int n = 0;
     struct dirent *e;
@@ -70,13 +75,15 @@ static char *snapshot_of(const char *repo_dir)
     closedir(d);
     if (n != 1) {
         free(found);
-        return NULL;
+        return ECC_OK;
     }
-    return found;
+    *snap = found;
+    return found ? ECC_OK : ECC_ERR_NOMEM;
 }
 
-static char *lookup(const char *root, const char *id)
+static ecc_status lookup(char **snap, const char *root, const char *id)
 {
+    *snap = NULL;
     char name[600];
     int o = snprintf(name, sizeof name, "models--");
     for (const char *p = id; *p && o < (int)sizeof name - 3; p++) {
@@ -90,10 +97,10 @@ static char *lookup(const char *root, const char *id)
     name[o] = '\0';
     char *repo = ecc_path_join(root, name);
     if (!repo)
-        return NULL;
-    char *snap = ecc_dir_exists(repo) ? snapshot_of(repo) : NULL;
+        return ECC_ERR_NOMEM;
+    ecc_status s = ecc_dir_exists(repo) ? snapshot_of(snap, repo) : ECC_OK;
     free(repo);
-    return snap;
+    return s;
 }
 
 ecc_status ecc_resolve_model(char **dir, const char *path_or_id)
@@ -109,17 +116,22 @@ ecc_status ecc_resolve_model(char **dir, const char *path_or_id)
     if (!root)
         return ecc_fail(ECC_ERR_INPUT, "model '%s': not a directory, and HOME is not set to find the Hugging Face "
                         "cache", path_or_id);
-    char *found = lookup(root, path_or_id);
-    if (!found && !strchr(path_or_id, '/')) {
+    char *found = NULL;
+    ecc_status s = lookup(&found, root, path_or_id);
+    if (s == ECC_OK && !found && !strchr(path_or_id, '/')) {
         static const char *orgs[] = {"openai-community", "distilbert"};
-        for (size_t i = 0; !found && i < sizeof orgs / sizeof *orgs; i++) {
+        for (size_t i = 0; s == ECC_OK && !found && i < sizeof orgs / sizeof *orgs; i++) {
             char alias[512];
             snprintf(alias, sizeof alias, "%s/%s", orgs[i], path_or_id);
-            found = lookup(root, alias);
+            s = lookup(&found, root, alias);
         }
     }
+    if (s != ECC_OK) {
+        free(root);
+        return ecc_fail_prefix(s, "model '%s' in the Hugging Face cache: ", path_or_id);
+    }
     if (!found) {
-        ecc_status s = ecc_fail(ECC_ERR_INPUT, "model '%s': not a directory, and not in the Hugging Face cache at %s; "
+        s = ecc_fail(ECC_ERR_INPUT, "model '%s': not a directory, and not in the Hugging Face cache at %s; "
                                 "download it once with `huggingface-cli download %s` (or pass a directory)",
                                 path_or_id, root, path_or_id);
         free(root);

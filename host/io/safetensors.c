@@ -314,18 +314,15 @@ ecc_status ecc_st_open(ecc_st_file **out, const char *path)
     ecc_st_file *f = new_file(path);
     if (!f)
         return ECC_ERR_NOMEM;
-    ecc_status s = ECC_OK;
-    int fd = open(path, O_RDONLY);
-    struct stat st;
-    if (fd < 0) {
-        s = ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    } else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        s = ecc_fail(ECC_ERR_IO, "%s: not a regular file", path);
-    } else if (st.st_size < 8) {
-        s = ecc_fail(ECC_ERR_FORMAT, "%s: %lld bytes is too short for a safetensors file (truncated?)", path,
-                     (long long)st.st_size);
+    int fd = -1;
+    uint64_t size = 0;
+    ecc_status s = ecc_open_input(path, &fd, &size); /* a FIFO or a device is refused, never waited on */
+    if (s != ECC_OK) {
+    } else if (size < 8) {
+        s = ecc_fail(ECC_ERR_FORMAT, "%s: %llu bytes is too short for a safetensors file (truncated?)", path,
+                     (unsigned long long)size);
     } else {
-        f->map_len = (size_t)st.st_size;
+        f->map_len = (size_t)size;
         f->map = mmap(NULL, f->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
         if (f->map == MAP_FAILED) {
             f->map = NULL;

@@ -52,6 +52,7 @@ static ecc_status parse_gpt2(ecc_config *c, const cJSON *root, const char *path)
     ECC_TRY(need_int(&c->n_embd, root, "n_embd", NULL, 1, 1 << 16, path));
     ECC_TRY(need_int(&c->n_positions, root, "n_positions", "n_ctx", 1, 1 << 20, path));
     ECC_TRY(need_int(&c->vocab_size, root, "vocab_size", NULL, 1, 1 << 24, path));
+    c->n_tokens = c->vocab_size; /* the model lowers it to the tokenizer's size */
     if (c->n_embd % c->n_head != 0)
         return ecc_fail(ECC_ERR_FORMAT, "%s: n_embd %d is not a multiple of n_head %d", path, c->n_embd, c->n_head);
     c->n_inner = 4 * c->n_embd; /* null or absent means 4 * n_embd */
@@ -118,4 +119,14 @@ ecc_status ecc_config_load(ecc_config *cfg, const char *path)
     ecc_status s = ecc_config_parse(cfg, json, len, path);
     free(json);
     return s;
+}
+
+const char *ecc_padding_note(const ecc_config *c, int32_t id)
+{
+    static _Thread_local char note[128];
+    if (id < c->n_tokens || id >= c->vocab_size)
+        return "";
+    snprintf(note, sizeof note, " (ids %d to %d are padding rows of the embedding, not tokens)", c->n_tokens,
+             c->vocab_size - 1);
+    return note;
 }

@@ -136,13 +136,70 @@ static const ecc_st_tensor *shards_find(const shards *sh, const char *name)
     return NULL;
 }
 
-/* Read one tensor of the expected shape into dst (fp32). */
+static const char *base_name(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    return b ? b + 1 : path;
+}
+
+/* A checkpoint tensor under the name it has inside GPT2Model (without the
+ * "transformer." prefix of GPT2LMHeadModel), and where it was found. */
+typedef struct named {
+    const char *name, *full, *file;
+} named;
+
+static int by_name(const void *a, const void *b) { return strcmp(((const named *)a)->name, ((const named *)b)->name); }
+
+/* What config.json does not account for, before any weight is read: a layer
+ * past n_layer (transformers drops it with a warning; eccolo refuses it, as
+ * the config and the weights disagree) and the same weight twice, under two
+ * names (with and without "transformer.") or in two shards (which copy wins
+ * would depend on the order of the files). */
+static ecc_status check_names(const shards *sh, const ecc_config *c, const char *dir)
+{
+    int total = 0;
+    for (int i = 0; i < sh->n; i++)
+        total += sh->f[i]->n;
+    named *v = ecc_calloc((size_t)total, sizeof *v, "the tensor names");
+    if (!v)
+        return ECC_ERR_NOMEM;
+    int k = 0;
+    ecc_status s = ECC_OK;
+    for (int i = 0; i < sh->n && s == ECC_OK; i++)
+        for (int j = 0; j < sh->f[i]->n && s == ECC_OK; j++) {
+            const char *full = sh->f[i]->tensors[j].name;
+            const char *name = strncmp(full, "transformer.", 12) == 0 ? full + 12 : full;
+            v[k++] = (named){name, full, base_name(sh->f[i]->path)};
+            char *end;
+            if (name[0] == 'h' && name[1] == '.' && name[2] >= '0' && name[2] <= '9') {
+                long l = strtol(name + 2, &end, 10);
+                if (*end == '.' && l >= c->n_layer)
+                    s = ecc_fail(ECC_ERR_FORMAT, "%s: tensor '%s' belongs to layer %ld, but config.json says n_layer "
+                                 "%d: the checkpoint has more layers than its config (fix n_layer)", dir, full, l,
+                                 c->n_layer);
+            }
+        }
+    if (s == ECC_OK) {
+        qsort(v, (size_t)k, sizeof *v, by_name);
+        for (int i = 1; i < k && s == ECC_OK; i++)
+            if (strcmp(v[i - 1].name, v[i].name) == 0)
+                s = ecc_fail(ECC_ERR_FORMAT, "%s: the weight '%s' is in the checkpoint twice, as '%s' in %s and as "
+                             "'%s' in %s; remove one of them", dir, v[i].name, v[i - 1].full, v[i - 1].file,
+                             v[i].full, v[i].file);
+    }
+    free(v);
+    return s;
+}
+
+/* Read one tensor of the expected shape into dst (fp32). keys: the
+ * config.json values that imply the shape, for messages. */
 static ecc_status load_tensor(float *dst, const shards *sh, const char *name, int ndim, int64_t d0, int64_t d1,
-                              char *dtype_seen, const char *dir)
+                              const char *keys, char *dtype_seen, const char *dir)
 {
     const ecc_st_tensor *t = shards_find(sh, name);
     if (!t)
-        return ecc_fail(ECC_ERR_FORMAT, "%s: tensor '%s' is missing from the checkpoint", dir, name);
+        return ecc_fail(ECC_ERR_FORMAT, "%s: tensor '%s' is missing from the checkpoint (config.json: %s)", dir,
+                        name, keys);
     int64_t want[2] = {d0, d1};
     int ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++)
@@ -151,8 +208,8 @@ static ecc_status load_tensor(float *dst, const shards *sh, const char *name, in
         char got[96], exp[96];
         ecc_shape_str(got, sizeof got, t->ndim, t->shape);
         ecc_shape_str(exp, sizeof exp, ndim, want);
-        return ecc_fail(ECC_ERR_FORMAT, "%s: tensor '%s' has shape %s but config.json implies %s", dir, t->name,
-                        got, exp);
+        return ecc_fail(ECC_ERR_FORMAT, "%s: tensor '%s' has shape %s but config.json implies %s (%s)", dir,
+                        t->name, got, exp, keys);
     }
     if (t->dtype != ECC_F32 && t->dtype != ECC_F16 && t->dtype != ECC_BF16)
         return ecc_fail(ECC_ERR_FORMAT, "%s: tensor '%s' is %s; eccolo reads F32, F16 and BF16 weights", dir,
@@ -171,30 +228,37 @@ static ecc_status load_weights(ecc_model *m, const shards *sh)
     int64_t V = c->vocab_size, C = c->n_embd, F = c->n_inner;
     float **p = m->w.p;
     char *dt = m->dtype;
-    ECC_TRY(load_tensor(p[ECC_P_WTE], sh, "wte.weight", 2, V, C, dt, m->dir));
-    ECC_TRY(load_tensor(p[ECC_P_WPE], sh, "wpe.weight", 2, c->n_positions, C, dt, m->dir));
+    /* the config.json values behind each shape, for messages */
+    char vc[64], pc[64], cc[64], cf[64], lc[128];
+    snprintf(vc, sizeof vc, "vocab_size %d, n_embd %d", c->vocab_size, c->n_embd);
+    snprintf(pc, sizeof pc, "n_positions %d, n_embd %d", c->n_positions, c->n_embd);
+    snprintf(cc, sizeof cc, "n_embd %d", c->n_embd);
+    snprintf(cf, sizeof cf, "n_embd %d, n_inner %d", c->n_embd, c->n_inner);
+    ECC_TRY(load_tensor(p[ECC_P_WTE], sh, "wte.weight", 2, V, C, vc, dt, m->dir));
+    ECC_TRY(load_tensor(p[ECC_P_WPE], sh, "wpe.weight", 2, c->n_positions, C, pc, dt, m->dir));
     for (int l = 0; l < c->n_layer; l++) {
         char n[128];
         size_t L = (size_t)l;
-#define LOAD(idx, suffix, nd, a, b, per_layer)                                            \
+#define LOAD(idx, suffix, nd, a, b, per_layer, keys)                                      \
     snprintf(n, sizeof n, "h.%d.%s", l, suffix);                                          \
-    ECC_TRY(load_tensor(p[idx] + L * (size_t)(per_layer), sh, n, nd, a, b, dt, m->dir))
-        LOAD(ECC_P_LN1W, "ln_1.weight", 1, C, 0, C);
-        LOAD(ECC_P_LN1B, "ln_1.bias", 1, C, 0, C);
-        LOAD(ECC_P_QKVW, "attn.c_attn.weight", 2, C, 3 * C, C * 3 * C);
-        LOAD(ECC_P_QKVB, "attn.c_attn.bias", 1, 3 * C, 0, 3 * C);
-        LOAD(ECC_P_ATTPROJW, "attn.c_proj.weight", 2, C, C, C * C);
-        LOAD(ECC_P_ATTPROJB, "attn.c_proj.bias", 1, C, 0, C);
-        LOAD(ECC_P_LN2W, "ln_2.weight", 1, C, 0, C);
-        LOAD(ECC_P_LN2B, "ln_2.bias", 1, C, 0, C);
-        LOAD(ECC_P_FCW, "mlp.c_fc.weight", 2, C, F, C * F);
-        LOAD(ECC_P_FCB, "mlp.c_fc.bias", 1, F, 0, F);
-        LOAD(ECC_P_FCPROJW, "mlp.c_proj.weight", 2, F, C, F * C);
-        LOAD(ECC_P_FCPROJB, "mlp.c_proj.bias", 1, C, 0, C);
+    snprintf(lc, sizeof lc, "n_layer %d, %s", c->n_layer, keys);                          \
+    ECC_TRY(load_tensor(p[idx] + L * (size_t)(per_layer), sh, n, nd, a, b, lc, dt, m->dir))
+        LOAD(ECC_P_LN1W, "ln_1.weight", 1, C, 0, C, cc);
+        LOAD(ECC_P_LN1B, "ln_1.bias", 1, C, 0, C, cc);
+        LOAD(ECC_P_QKVW, "attn.c_attn.weight", 2, C, 3 * C, C * 3 * C, cc);
+        LOAD(ECC_P_QKVB, "attn.c_attn.bias", 1, 3 * C, 0, 3 * C, cc);
+        LOAD(ECC_P_ATTPROJW, "attn.c_proj.weight", 2, C, C, C * C, cc);
+        LOAD(ECC_P_ATTPROJB, "attn.c_proj.bias", 1, C, 0, C, cc);
+        LOAD(ECC_P_LN2W, "ln_2.weight", 1, C, 0, C, cc);
+        LOAD(ECC_P_LN2B, "ln_2.bias", 1, C, 0, C, cc);
+        LOAD(ECC_P_FCW, "mlp.c_fc.weight", 2, C, F, C * F, cf);
+        LOAD(ECC_P_FCB, "mlp.c_fc.bias", 1, F, 0, F, cf);
+        LOAD(ECC_P_FCPROJW, "mlp.c_proj.weight", 2, F, C, F * C, cf);
+        LOAD(ECC_P_FCPROJB, "mlp.c_proj.bias", 1, C, 0, C, cc);
 #undef LOAD
     }
-    ECC_TRY(load_tensor(p[ECC_P_LNFW], sh, "ln_f.weight", 1, C, 0, dt, m->dir));
-    ECC_TRY(load_tensor(p[ECC_P_LNFB], sh, "ln_f.bias", 1, C, 0, dt, m->dir));
+    ECC_TRY(load_tensor(p[ECC_P_LNFW], sh, "ln_f.weight", 1, C, 0, cc, dt, m->dir));
+    ECC_TRY(load_tensor(p[ECC_P_LNFB], sh, "ln_f.bias", 1, C, 0, cc, dt, m->dir));
     if (!c->tied_lm_head) {
         const ecc_st_tensor *t = NULL;
         for (int i = 0; i < sh->n && !t; i++)
@@ -202,8 +266,20 @@ static ecc_status load_weights(ecc_model *m, const shards *sh)
         if (!t)
             return ecc_fail(ECC_ERR_FORMAT, "%s: config.json says tie_word_embeddings false but 'lm_head.weight' "
                             "is missing from the checkpoint", m->dir);
-        ECC_TRY(load_tensor(p[ECC_P_LMHEAD], sh, t->name, 2, V, C, dt, m->dir));
+        ECC_TRY(load_tensor(p[ECC_P_LMHEAD], sh, t->name, 2, V, C, vc, dt, m->dir));
     }
+    return ECC_OK;
+}
+
+/* The tokenizer's ids are the first n_tokens rows of the embedding. More rows
+ * than tokens is normal (padding to a multiple of 64 or 128, for faster
+ * matrix products); more tokens than rows is a broken model. */
+static ecc_status set_n_tokens(ecc_config *c, const ecc_tokenizer *tok, const char *dir)
+{
+    if (ecc_tokenizer_n_vocab(tok) > c->vocab_size)
+        return ecc_fail(ECC_ERR_FORMAT, "%s: the tokenizer has %d ids but config.json says vocab_size %d", dir,
+                        ecc_tokenizer_n_vocab(tok), c->vocab_size);
+    c->n_tokens = ecc_tokenizer_n_vocab(tok);
     return ECC_OK;
 }
 
@@ -224,12 +300,13 @@ ecc_status ecc_model_load_dir(ecc_model **out, const char *dir, const char *id)
     free(cfg_path);
     if (s == ECC_OK)
         s = ecc_tokenizer_load_dir(&m->tok, dir);
-    if (s == ECC_OK && ecc_tokenizer_n_vocab(m->tok) > m->cfg.vocab_size)
-        s = ecc_fail(ECC_ERR_FORMAT, "%s: the tokenizer has %d ids but config.json says vocab_size %d", dir,
-                     ecc_tokenizer_n_vocab(m->tok), m->cfg.vocab_size);
+    if (s == ECC_OK)
+        s = set_n_tokens(&m->cfg, m->tok, dir);
     shards sh = {0};
     if (s == ECC_OK)
         s = shards_open(&sh, dir);
+    if (s == ECC_OK)
+        s = check_names(&sh, &m->cfg, dir);
     if (s == ECC_OK) {
         size_t sizes[ECC_N_PARAMS];
         m->n_params = ecc_param_sizes(sizes, &m->cfg);
@@ -280,6 +357,25 @@ ecc_status ecc_model_open(ecc_model **out, const char *path_or_id)
     ECC_TRY(ecc_resolve_model(&dir, path_or_id));
     ecc_status s = ecc_model_load_dir(out, dir, path_or_id);
     free(dir);
+    return s;
+}
+
+ecc_status ecc_model_peek(ecc_config *cfg, char **dir, const char *path_or_id)
+{
+    ECC_TRY(ecc_resolve_model(dir, path_or_id));
+    char *cfg_path = ecc_path_join(*dir, "config.json");
+    ecc_status s = cfg_path ? ecc_config_load(cfg, cfg_path) : ECC_ERR_NOMEM;
+    free(cfg_path);
+    ecc_tokenizer *tok = NULL;
+    if (s == ECC_OK)
+        s = ecc_tokenizer_load_dir(&tok, *dir);
+    if (s == ECC_OK)
+        s = set_n_tokens(cfg, tok, *dir);
+    ecc_tokenizer_free(tok);
+    if (s != ECC_OK) {
+        free(*dir);
+        *dir = NULL;
+    }
     return s;
 }
 

@@ -60,5 +60,8 @@ struct ecc_model {
 /* Load a model directory (config.json, model.safetensors or sharded
  * model.safetensors.index.json, tokenizer files). */
 ecc_status ecc_model_load_dir(ecc_model **out, const char *dir, const char *id);
+/* A model's config.json and its tokenizer's size (cfg->n_tokens), without
+ * reading the weights: for eccolo info. *dir gets the resolved directory. */
+ecc_status ecc_model_peek(ecc_config *cfg, char **dir, const char *path_or_id);
 
 #endif

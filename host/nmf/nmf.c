@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "nmf/nmf.h"
 
+#include <float.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -184,6 +185,11 @@ ecc_status ecc_nmf(ecc_nmf_result *res, ecc_backend *be, const float *X, int T, 
     const int k = o->k;
     if (k < 1 || k > T || k > F)
         return ecc_fail(ECC_ERR_INPUT, "--components %d: must be from 1 to min(positions %d, columns %d)", k, T, F);
+    /* inf or NaN gives NaN factors and a meaningless error; a negative value has no factorisation */
+    for (int64_t i = 0; i < (int64_t)T * F; i++)
+        if (!(X[i] >= 0 && X[i] <= FLT_MAX))
+            return ecc_fail(ECC_ERR_INPUT, "NMF input: row %lld, column %lld is %g; NMF needs finite, non-negative "
+                            "values", (long long)(i / F), (long long)(i % F), (double)X[i]);
     size_t tk = (size_t)T * k, fk = (size_t)F * k, f4 = sizeof(float);
     res->W = ecc_malloc(tk * f4, "NMF factors");
     res->H = ecc_malloc(fk * f4, "NMF loadings");

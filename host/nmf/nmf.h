@@ -35,6 +35,7 @@ typedef struct ecc_nmf_result {
     double rel_error; /* ||X - W H||_F / ||X||_F */
     int iterations;
     double seconds;   /* factorisation only */
+    char notice[256]; /* ecc_nmf_runs: why --device auto chose the CPU (a GPU present but unusable), or "" */
 } ecc_nmf_result;
 
 void ecc_nmf_options_default(ecc_nmf_options *o);

@@ -1,6 +1,7 @@
 #include "nmf/nmf_runs.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,8 +79,17 @@ static ecc_status build_x(float **X, int *T_total, int *Fp, int32_t *offsets, ec
             for (int t = 0; t < runs[i]->T; t++) {
                 float *dst = x + ((int64_t)offsets[i] + t) * cols + (int64_t)(l - *from) * F;
                 memcpy(dst, src + (((int64_t)(l - a) * runs[i]->T + t) * F) * 4, sizeof(float) * (size_t)F);
-                for (int f = 0; f < F; f++)
+                for (int f = 0; f < F; f++) {
+                    if (!isfinite(dst[f])) { /* max(NaN, 0) would hide it; inf makes NaN factors */
+                        ecc_status s = ecc_fail(ECC_ERR_INPUT, "%s: tensor 'activations' holds %s at layer %d, "
+                                                "position %d, neuron %d: NMF needs finite activations (the model "
+                                                "overflowed on this run; leave the run out)", runs[i]->dir,
+                                                isnan(dst[f]) ? "NaN" : "inf", l, t, f);
+                        free(x);
+                        return s;
+                    }
                     dst[f] = dst[f] > 0 ? dst[f] : 0;
+                }
             }
     }
     *X = x;
@@ -177,6 +187,8 @@ ecc_status ecc_nmf_runs(const ecc_nmf_job *job, ecc_nmf_result *res_out, char **
         ecc_run_dir_close(runs[i]);
     free(runs);
     free(offsets);
+    if (s == ECC_OK && notice)
+        snprintf(res.notice, sizeof res.notice, "%s", notice);
     if (s == ECC_OK && res_out)
         *res_out = res;
     else

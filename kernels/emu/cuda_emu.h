@@ -60,6 +60,8 @@ typedef enum cudaError {
     cudaErrorInvalidValue = 1,
     cudaErrorMemoryAllocation = 2,
     cudaErrorInvalidConfiguration = 9,
+    cudaErrorInsufficientDriver = 35,
+    cudaErrorNoDevice = 100,
     cudaErrorLaunchFailure = 719,
 } cudaError_t;
 typedef struct ecc_emu_stream *cudaStream_t;

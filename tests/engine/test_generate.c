@@ -147,6 +147,35 @@ Test(generate, sampling_is_reproducible_for_a_seed)
     ecc_model_close(m);
 }
 
+/* A padded vocabulary: ids 4 and 5 are padding rows with the largest logits.
+ * Greedy and sampled picks stay among ids 0..3, with top-k and top-p too;
+ * the log-probability is over all 6 rows. */
+Test(sampling, padding_rows_are_never_picked)
+{
+    const float logits[6] = {1.0f, 2.0f, 3.0f, -1.0f, 9.0f, 8.0f};
+    double z = 0;
+    for (int i = 0; i < 6; i++)
+        z += exp(logits[i]);
+    ecc_pick_params pp = {.greedy = 1, .temperature = 1.0f, .top_p = 1.0f, .n_tokens = 4};
+    int32_t t;
+    float lp;
+    ecc_pick(&t, &lp, logits, 6, -1, &pp, 0);
+    cr_assert_eq(t, 2, "greedy picked %d", t);
+    cr_assert_float_eq(lp, (float)log(exp(3.0) / z), 1e-6, "log-probability over all rows");
+    pp.greedy = 0;
+    int seen[6] = {0};
+    for (int k = 0; k <= 6; k += 2)
+        for (int s = 0; s < 2000; s++) {
+            pp.top_k = k;
+            pp.top_p = s % 2 ? 0.95f : 1.0f;
+            ecc_pick(&t, &lp, logits, 6, -1, &pp, (uint64_t)s);
+            cr_assert(t >= 0 && t < 4, "sampled the padding row %d (top_k %d)", t, k);
+            cr_assert_float_eq(lp, (float)log(exp(logits[t]) / z), 1e-5);
+            seen[t]++;
+        }
+    cr_assert(seen[1] > 0 && seen[2] > 0, "the samples never varied");
+}
+
 /* Frequencies of ecc_pick against the softmax it should sample from. */
 Test(sampling, frequencies_follow_the_distribution)
 {

@@ -288,7 +288,7 @@ Test(backward_ops, lens_stats_ranks_and_top_k)
     float z[n * V] = {0.5f, -1, 3, 1, 0, 3, 2, -2, 0.25f, 1, 2, 3, 4, 5, 6, 7, 8, 9};
     int32_t tok[n] = {5, 0}, watch[W] = {2, 8}, ranks[n], ids[n * k], wr[n * W];
     float probs[n * k];
-    be->lens_stats(be, ranks, ids, probs, wr, z, tok, watch, n, V, k, W);
+    be->lens_stats(be, ranks, ids, probs, wr, z, tok, watch, n, V, V, k, W);
     cr_assert_eq(ranks[0], 1, "a tie with the best counts as rank 1");
     cr_assert_eq(ranks[1], 9);
     int32_t want0[k] = {2, 5, 6, 3}, want1[k] = {8, 7, 6, 5};
@@ -304,5 +304,28 @@ Test(backward_ops, lens_stats_ranks_and_top_k)
     cr_assert_eq(wr[1], 6);
     cr_assert_eq(wr[2], 7);
     cr_assert_eq(wr[3], 1);
+    be->destroy(be);
+}
+
+/* A padded vocabulary: ids 6..8 are padding rows with the largest logits.
+ * Ranks and top ids see only ids 0..5; probabilities are softmax over all 9. */
+Test(backward_ops, lens_stats_skip_padding_rows)
+{
+    ecc_backend *be = cpu();
+    enum { V = 9, Vt = 6, n = 1, k = 3, W = 1 };
+    float z[V] = {0.5f, -1, 3, 1, 0, 2, 10, 11, 12};
+    int32_t tok[n] = {3}, watch[W] = {0}, ranks[n], ids[k], wr[W];
+    float probs[k];
+    be->lens_stats(be, ranks, ids, probs, wr, z, tok, watch, n, V, Vt, k, W);
+    cr_assert_eq(ranks[0], 3, "token 3 (logit 1) is behind ids 2 and 5 only, not the padding");
+    cr_assert_eq(wr[0], 4);
+    int32_t want[k] = {2, 5, 3};
+    double s = 0;
+    for (int v = 0; v < V; v++)
+        s += exp((double)z[v] - 12.0);
+    for (int q = 0; q < k; q++) {
+        cr_assert_eq(ids[q], want[q], "top %d is %d", q, ids[q]);
+        cr_assert_float_eq(probs[q], exp((double)z[want[q]] - 12.0) / s, 1e-9, "probability over all V rows");
+    }
     be->destroy(be);
 }

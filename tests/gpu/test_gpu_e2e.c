@@ -211,6 +211,57 @@ Test(gpu_e2e, seeded_samples_match_the_cpu, .timeout = 120)
     ecc_model_close(m);
 }
 
+/* The padded vocabulary (tests/fixtures/tiny-gpt2-padded: 1025 tokens, 1088
+ * rows, padding logits above every token's): on the GPU as on the CPU the
+ * greedy tokens are transformers' (float64) among the tokens, log-probabilities
+ * within 1e-4 relative, sampled ids and layer predictions never padding. */
+Test(gpu_e2e, padded_vocabulary, .timeout = 300)
+{
+    need_gpu();
+    ecc_model *m = open_model("tiny-gpt2-padded");
+    size_t n, T;
+    int64_t shape[4];
+    const char *ref = "tiny-gpt2-padded/reference.safetensors";
+    int32_t *prompt = fixture_tensor(ref, "prompt_ids", ECC_I32, NULL, &n);
+    int32_t *want = fixture_tensor(ref, "greedy_ids", ECC_I32, NULL, &T);
+    double *want_lp = fixture_tensor(ref, "greedy_logprobs", ECC_F64, NULL, NULL);
+    int32_t *ranks = fixture_tensor(ref, "rankings", ECC_I32, shape, NULL);
+    const int n_tok = ecc_model_config(m)->n_tokens;
+    cr_assert_eq(n_tok, 1025);
+    ecc_options o;
+    ecc_options_default(&o);
+    o.device = ECC_DEVICE_CUDA;
+    o.max_new_tokens = (int)(T - n);
+    o.stop_at_eos = 0;
+    o.rankings = 1;
+    ecc_run *r;
+    cr_assert_eq(ecc_generate(&r, m, prompt, (int)n, &o), ECC_OK, "%s", ecc_last_error());
+    cr_assert_eq((size_t)r->T, T);
+    for (size_t t = 0; t < T; t++)
+        cr_assert_eq(r->ids[t], want[t], "token %zu: GPU %d, transformers %d", t, r->ids[t], want[t]);
+    for (size_t g = 0; g < T - n; g++)
+        cr_assert(fabs(r->logprobs[g] - want_lp[g]) <= 1e-4 * fabs(want_lp[g]), "logprob %zu: %.8g vs %.8g", g,
+                  (double)r->logprobs[g], want_lp[g]);
+    const ecc_run_tensor *rk = tensor(r, "rankings"), *top = tensor(r, "layer_top_ids");
+    cr_assert_eq(memcmp(rk->data, ranks, sizeof(int32_t) * numel(rk)), 0, "GPU rankings differ from transformers'");
+    for (size_t i = 0; i < numel(top); i++)
+        cr_assert_lt(((const int32_t *)top->data)[i], n_tok, "layer prediction %zu is a padding row", i);
+    ecc_run_free(r);
+    o.rankings = 0;
+    o.sample = 1;
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        o.seed = seed;
+        o.top_k = seed == 2 ? 40 : 0;
+        cr_assert_eq(ecc_generate(&r, m, prompt, (int)n, &o), ECC_OK, "%s", ecc_last_error());
+        for (int t = 0; t < r->T; t++)
+            cr_assert_lt(r->ids[t], n_tok, "seed %llu: sampled the padding row %d", (unsigned long long)seed,
+                         r->ids[t]);
+        ecc_run_free(r);
+    }
+    free(prompt), free(want), free(want_lp), free(ranks);
+    ecc_model_close(m);
+}
+
 Test(gpu_e2e, explanations_match_the_cpu, .timeout = 600)
 {
     need_gpu();

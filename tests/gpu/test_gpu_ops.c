@@ -590,7 +590,9 @@ Test(gpu_ops, saliency)
     g->destroy(g), c->destroy(c);
 }
 
-static void lens_case(ecc_backend *g, ecc_backend *c, int n, int V, int k, int W, int ties)
+/* Vt < V: the ids from Vt on are padding rows, given logits above every
+ * token's so that a kernel that ranked or chose them would be caught. */
+static void lens_case_padded(ecc_backend *g, ecc_backend *c, int n, int V, int Vt, int k, int W, int ties)
 {
     float *z = gt_rand((size_t)n * V, 10.0);
     if (ties) /* few distinct values, and zeros of both signs: the tie order decides */
@@ -598,30 +600,35 @@ static void lens_case(ecc_backend *g, ecc_backend *c, int n, int V, int k, int W
             float v = (float)(int)(z[i] * 0.3f);
             z[i] = (v == 0.0f && i % 5 == 0) ? -0.0f : v;
         }
+    for (int i = 0; i < n; i++)
+        for (int v = Vt; v < V; v++)
+            z[(size_t)i * V + v] = 30.0f + (float)(v - Vt);
     int32_t *tok = malloc(sizeof(int32_t) * n), *watch = calloc((size_t)(W ? W : 1), sizeof(int32_t));
     for (int i = 0; i < n; i++)
-        tok[i] = (int32_t)((i * 7919 + 13) % V);
+        tok[i] = (int32_t)((i * 7919 + 13) % Vt);
     for (int w = 0; w < W; w++)
-        watch[w] = (int32_t)((w * 104729 + 1) % V);
+        watch[w] = (int32_t)((w * 104729 + 1) % Vt);
     int32_t *rr = malloc(sizeof(int32_t) * n), *ri = malloc(sizeof(int32_t) * n * k),
             *rw = malloc(sizeof(int32_t) * n * (W ? W : 1));
     int32_t *gr = malloc(sizeof(int32_t) * n), *gi = malloc(sizeof(int32_t) * n * k),
             *gw = malloc(sizeof(int32_t) * n * (W ? W : 1));
     float *rp = malloc(sizeof(float) * n * k), *gp = malloc(sizeof(float) * n * k);
-    c->lens_stats(c, rr, ri, rp, W ? rw : NULL, z, tok, watch, n, V, k, W);
+    c->lens_stats(c, rr, ri, rp, W ? rw : NULL, z, tok, watch, n, V, Vt, k, W);
     dbuf br, bi, bp, bw, bz, bt, bwa;
     int32_t *dr = dnew(&br, g, sizeof(int32_t) * n), *di = dnew(&bi, g, sizeof(int32_t) * n * k),
             *dw = W ? dnew(&bw, g, sizeof(int32_t) * n * W) : NULL;
     float *dp = dnew(&bp, g, sizeof(float) * n * k);
     g->lens_stats(g, dr, di, dp, dw, dfrom(&bz, g, z, sizeof(float) * n * V), dfrom(&bt, g, tok, sizeof(int32_t) * n),
-                  W ? dfrom(&bwa, g, watch, sizeof(int32_t) * W) : NULL, n, V, k, W);
+                  W ? dfrom(&bwa, g, watch, sizeof(int32_t) * W) : NULL, n, V, Vt, k, W);
     dget(&br, gr, "ranks");
     dget(&bi, gi, "top ids");
     dget(&bp, gp, "top probs");
     cr_assert_eq(memcmp(gr, rr, sizeof(int32_t) * n), 0, "ranks differ (n=%d V=%d k=%d ties=%d)", n, V, k, ties);
-    for (int64_t i = 0; i < (int64_t)n * k; i++)
+    for (int64_t i = 0; i < (int64_t)n * k; i++) {
         cr_assert_eq(gi[i], ri[i], "top id %lld: %d, the CPU %d (n=%d V=%d k=%d ties=%d)", (long long)i, gi[i], ri[i],
                      n, V, k, ties);
+        cr_assert_lt(gi[i], Vt, "top id %lld is the padding row %d (Vt %d)", (long long)i, gi[i], Vt);
+    }
     GT_EXPECT_NSE(gp, rp, (size_t)n * k, 1e-10, "top probs n=%d V=%d k=%d", n, V, k);
     if (W) {
         dget(&bw, gw, "watch ranks");
@@ -630,6 +637,11 @@ static void lens_case(ecc_backend *g, ecc_backend *c, int n, int V, int k, int W
     }
     dfree(&br), dfree(&bi), dfree(&bp), dfree(&bz), dfree(&bt);
     free(z), free(tok), free(watch), free(rr), free(ri), free(rw), free(gr), free(gi), free(gw), free(rp), free(gp);
+}
+
+static void lens_case(ecc_backend *g, ecc_backend *c, int n, int V, int k, int W, int ties)
+{
+    lens_case_padded(g, c, n, V, V, k, W, ties);
 }
 
 Test(gpu_ops, lens_stats, .timeout = 240)
@@ -642,6 +654,8 @@ Test(gpu_ops, lens_stats, .timeout = 240)
     lens_case(g, c, 3, 50257, 5000, 9, 0); /* candidates in global scratch */
     lens_case(g, c, 2, 3001, 3001, 20, 1); /* k = V: a full sort, ties */
     lens_case(g, c, 70, 1025, 10, 3, 0);   /* more rows than one batch of blocks */
+    lens_case_padded(g, c, 4, 50304, 50277, 10, 3, 0); /* Pythia's padded vocabulary */
+    lens_case_padded(g, c, 3, 1030, 1025, 1025, 4, 1); /* k = Vt: every token, none of the padding */
     g->destroy(g), c->destroy(c);
 }
 
@@ -696,6 +710,55 @@ Test(gpu_ops, pick_matches_the_cpu, .timeout = 120)
                 last = tg;
             }
     cr_assert(distinct > draws / 2, "the samples hardly vary (%d changes in %d draws)", distinct, draws);
+    dfree(&bz);
+    free(z);
+    g->destroy(g), c->destroy(c);
+}
+
+/* A padded vocabulary (Pythia: 50304 rows, 50277 tokens) whose padding rows
+ * have the largest logits: neither backend may pick one, greedy or sampled,
+ * and the log-probability stays over all V rows. */
+Test(gpu_ops, pick_never_chooses_padding, .timeout = 120)
+{
+    ecc_backend *g = gpu_backend(ECC_PRECISION_FP32), *c = cpu_backend();
+    const int V = 50304, Vt = 50277;
+    float *z = gt_rand(V, 4.0);
+    for (int v = Vt; v < V; v++)
+        z[v] = 12.0f + 0.01f * (float)(v - Vt);
+    dbuf bz;
+    float *dz = dfrom(&bz, g, z, sizeof(float) * V);
+    int best = 0;
+    for (int v = 1; v < Vt; v++)
+        best = z[v] > z[best] ? v : best;
+    double mx = z[V - 1], s = 0; /* float64 log-softmax at the best token, over all V */
+    for (int v = 0; v < V; v++)
+        s += exp((double)z[v] - mx);
+    const double want = (double)z[best] - mx - log(s);
+    ecc_pick_params greedy = {.greedy = 1, .temperature = 1, .top_p = 1, .n_tokens = Vt};
+    int32_t tg, tc;
+    float lg, lc;
+    g->pick(g, &tg, &lg, dz, V, -1, &greedy, 0);
+    c->pick(c, &tc, &lc, z, V, -1, &greedy, 0);
+    cr_assert_eq(g->status(g), ECC_OK, "%s", ecc_last_error());
+    cr_assert(tg == best && tc == best, "greedy: GPU %d, CPU %d, the best token is %d", tg, tc, best);
+    cr_assert(fabs(lg - want) <= 1e-5 * fabs(want) && fabs(lc - want) <= 1e-5 * fabs(want),
+              "greedy log-probability GPU %.8g CPU %.8g, float64 %.8g (1e-5 relative)", lg, lc, want);
+    const struct {
+        float temp;
+        int top_k;
+        float top_p;
+    } P[] = {{1.0f, 0, 1.0f}, {1.0f, 40, 1.0f}, {1.3f, 0, 0.9f}, {1.0f, V, 1.0f}};
+    for (size_t p = 0; p < sizeof P / sizeof P[0]; p++)
+        for (uint64_t seed = 0; seed < 8; seed++) {
+            ecc_pick_params pp = {.temperature = P[p].temp, .top_k = P[p].top_k, .top_p = P[p].top_p,
+                                  .seed = seed, .n_tokens = Vt};
+            g->pick(g, &tg, &lg, dz, V, -1, &pp, seed);
+            c->pick(c, &tc, &lc, z, V, -1, &pp, seed);
+            cr_assert_eq(g->status(g), ECC_OK, "%s", ecc_last_error());
+            cr_assert(tg < Vt && tc < Vt, "sampled a padding row: GPU %d, CPU %d (Vt %d)", tg, tc, Vt);
+            cr_assert_eq(tg, tc, "sample (T=%g, top_k=%d, top_p=%g, seed %llu): GPU %d, CPU %d", (double)P[p].temp,
+                         P[p].top_k, (double)P[p].top_p, (unsigned long long)seed, tg, tc);
+        }
     dfree(&bz);
     free(z);
     g->destroy(g), c->destroy(c);

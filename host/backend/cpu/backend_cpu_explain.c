@@ -173,20 +173,20 @@ static int before(float za, int32_t a, float zb, int32_t b) { return za > zb || 
 
 static void cpu_lens_stats(ecc_backend *be, int32_t *ranks, int32_t *top_ids, float *top_probs,
                            int32_t *watch_ranks, const float *logits, const int32_t *tokens, const int32_t *watch,
-                           int n, int V, int k, int W)
+                           int n, int V, int Vt, int k, int W)
 {
 #pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < n; i++) {
-        const float *z = logits + (int64_t)i * V;
+        const float *z = logits + (int64_t)i * V; /* ranks and top ids among the Vt tokens: no padding row */
         float zx = z[tokens[i]];
         int32_t above = 0;
-        for (int v = 0; v < V; v++)
+        for (int v = 0; v < Vt; v++)
             above += z[v] > zx;
         ranks[i] = above + 1;
         for (int w = 0; watch_ranks && w < W; w++) {
             float zw = z[watch[w]];
             int32_t c = 0;
-            for (int v = 0; v < V; v++)
+            for (int v = 0; v < Vt; v++)
                 c += z[v] > zw;
             watch_ranks[(int64_t)i * W + w] = c + 1;
         }
@@ -195,7 +195,7 @@ static void cpu_lens_stats(ecc_backend *be, int32_t *ranks, int32_t *top_ids, fl
         /* the k best by insertion into a sorted list (k is small) */
         int32_t *ids = top_ids + (int64_t)i * k;
         int m = 0;
-        for (int v = 0; v < V; v++) {
+        for (int v = 0; v < Vt; v++) {
             if (m == k && !before(z[v], v, z[ids[k - 1]], ids[k - 1]))
                 continue;
             int p = m < k ? m++ : k - 1;
@@ -205,7 +205,9 @@ static void cpu_lens_stats(ecc_backend *be, int32_t *ranks, int32_t *top_ids, fl
             }
             ids[p] = v;
         }
-        float mx = z[ids[0]];
+        float mx = z[0]; /* softmax over all V rows, as transformers computes it */
+        for (int v = 1; v < V; v++)
+            mx = fmaxf(mx, z[v]);
         double sum = 0;
         for (int v = 0; v < V; v++)
             sum += exp((double)z[v] - mx);
