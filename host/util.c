@@ -85,6 +85,12 @@ static const char *file_kind(mode_t m)
                          : "not a regular file";
 }
 
+ecc_status ecc_fail_not_regular(const char *path, unsigned mode)
+{
+    return ecc_fail(ECC_ERR_IO, "%s: is %s, not a regular file; eccolo reads only regular files", path,
+                    file_kind((mode_t)mode));
+}
+
 ecc_status ecc_open_input(const char *path, int *fd_out, uint64_t *size)
 {
     *fd_out = -1;
@@ -95,16 +101,14 @@ ecc_status ecc_open_input(const char *path, int *fd_out, uint64_t *size)
     if (stat(path, &st) != 0)
         return ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode))
-        return ecc_fail(ECC_ERR_IO, "%s: is %s, not a regular file; eccolo reads only regular files", path,
-                        file_kind(st.st_mode));
+        return ecc_fail_not_regular(path, st.st_mode);
     /* O_NONBLOCK: if the path became a FIFO since the stat, the open returns
      * at once instead of waiting for a writer */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0)
         return ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ecc_status s = ecc_fail(ECC_ERR_IO, "%s: is %s, not a regular file; eccolo reads only regular files", path,
-                                file_kind(st.st_mode));
+        ecc_status s = ecc_fail_not_regular(path, st.st_mode);
         close(fd);
         return s;
     }

@@ -38,6 +38,9 @@ int ecc_add_overflow(uint64_t a, uint64_t b, uint64_t *out);
  * ecc_read_file), so that no input can hang eccolo. *fd is blocking again;
  * *size is the file's size. */
 ecc_status ecc_open_input(const char *path, int *fd, uint64_t *size);
+/* The one message for PATH whose st_mode MODE is not a regular file (it names
+ * what it is: a FIFO, a socket, a device, a directory). */
+ecc_status ecc_fail_not_regular(const char *path, unsigned mode);
 /* Read a whole file into a NUL-terminated buffer (at most max_bytes), through
  * ecc_open_input. */
 ecc_status ecc_read_file(const char *path, size_t max_bytes, char **data, size_t *len);

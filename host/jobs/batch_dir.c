@@ -25,7 +25,7 @@ ecc_status ecc_batch_locks_open(ecc_batch_locks *l, const char *dir)
     struct stat sb;
     if (l->fd < 0 || fstat(l->fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         ecc_status s = l->fd < 0 ? ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", l->path, strerror(errno))
-                                 : ecc_fail(ECC_ERR_INPUT, "%s is not a regular file", l->path);
+                                 : ecc_fail_not_regular(l->path, sb.st_mode);
         ecc_batch_locks_close(l);
         return s;
     }

@@ -115,8 +115,17 @@ static ecc_status add_line(ecc_manifest *m, const char *text, size_t len, int64_
 
 /* ---- reading ---------------------------------------------------------------------------- */
 
+/* Something other than a regular file at PATH (a FIFO, a device) is refused
+ * before it is opened: opening a device can have effects. */
+static ecc_status refuse_special(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) ? ecc_fail_not_regular(path, sb.st_mode) : ECC_OK;
+}
+
 static ecc_status read_from(ecc_manifest *m)
 {
+    ECC_TRY(refuse_special(m->path));
     int fd = open(m->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? ECC_OK : ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", m->path, strerror(errno));
@@ -128,7 +137,7 @@ static ecc_status read_from(ecc_manifest *m)
     if (fstat(fd, &sb) != 0)
         s = ecc_fail(ECC_ERR_IO, "%s: cannot stat: %s", m->path, strerror(errno));
     else if (!S_ISREG(sb.st_mode))
-        s = ecc_fail(ECC_ERR_INPUT, "%s is not a regular file", m->path);
+        s = ecc_fail_not_regular(m->path, sb.st_mode);
     else if ((int64_t)sb.st_size > MAX_MANIFEST)
         s = ecc_fail(ECC_ERR_INPUT, "%s has %lld bytes, more than the 4 GiB allowed", m->path,
                      (long long)sb.st_size);
@@ -224,6 +233,7 @@ static ecc_status cut_torn_tail(int fd, const char *path)
 
 ecc_status ecc_manifest_append(const char *path, const char *text, size_t len)
 {
+    ECC_TRY(refuse_special(path));
     int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_NONBLOCK | O_CLOEXEC, 0644); /* read: the torn tail */
     if (fd < 0)
         return ecc_fail(ECC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -236,7 +246,7 @@ ecc_status ecc_manifest_append(const char *path, const char *text, size_t len)
         s = ecc_fail(ECC_ERR_IO, "%s: cannot lock: %s (the file system of the batch directory must support flock)",
                      path, strerror(errno));
     else if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
-        s = ecc_fail(ECC_ERR_INPUT, "%s is not a regular file", path);
+        s = ecc_fail_not_regular(path, sb.st_mode);
     if (s == ECC_OK)
         s = cut_torn_tail(fd, path);
     char *line = s == ECC_OK ? ecc_malloc(len + 1, "a manifest line") : NULL;
