@@ -99,20 +99,18 @@ static void apply_behavior(cuts *l, split_behavior b)
             l->c[i].match = 0;
         return;
     }
-    if (b == SPLIT_MERGED_NEXT) { /* fold from the right, then restore the order */
+    if (b == SPLIT_MERGED_NEXT) { /* fold from the right into the end of the array (w >= i), then move down */
+        size_t w = l->n;
         for (size_t i = l->n; i-- > 0;) {
             cut c = l->c[i];
-            if (c.match && !prev_match && m > 0)
-                l->c[m - 1].start = c.start;
+            if (c.match && !prev_match && w < l->n)
+                l->c[w].start = c.start;
             else
-                l->c[m++] = (cut){c.start, c.end, 0};
+                l->c[--w] = (cut){c.start, c.end, 0};
             prev_match = c.match;
         }
-        for (size_t i = 0; i < m / 2; i++) {
-            cut tmp = l->c[i];
-            l->c[i] = l->c[m - 1 - i], l->c[m - 1 - i] = tmp;
-        }
-        l->n = m;
+        memmove(l->c, l->c + w, (l->n - w) * sizeof *l->c);
+        l->n -= w;
         return;
     }
     for (size_t i = 0; i < l->n; i++) { /* MERGED_PREV, CONTIGUOUS */
