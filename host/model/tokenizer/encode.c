@@ -77,9 +77,13 @@ int ecc_tokenizer_template(const ecc_tokenizer *t, const int32_t **front, int *n
                            int *n_back)
 {
     if (front)
-        *front = t->tmpl_front, *n_front = t->n_front;
+        *front = t->tmpl_front;
+    if (n_front)
+        *n_front = t->n_front;
     if (back)
-        *back = t->tmpl_back, *n_back = t->n_back;
+        *back = t->tmpl_back;
+    if (n_back)
+        *n_back = t->n_back;
     return t->n_front + t->n_back;
 }
 
