@@ -108,3 +108,52 @@ Test(cli_tokenize, errors)
     }
     free(bad), free(dir), free(qwen);
 }
+
+static cJSON *read_run(const char *dir)
+{
+    char *p = ecc_path_join(dir, "run.json"), *text;
+    size_t len;
+    cr_assert_eq(ecc_read_file(p, 1 << 24, &text, &len), ECC_OK, "%s", ecc_last_error());
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    cr_assert(j);
+    free(text), free(p);
+    return j;
+}
+
+/* A model whose tokenizer adds a BOS: a text prompt gets it (and run.json
+ * says so, and its text is what was typed), --prompt-ids do not. */
+Test(cli_tokenize, generate_adds_the_bos_of_text_prompts)
+{
+    char *src = fixture_path("tiny-gpt2"), *dir = test_tmpdir("bos"), *out_a = test_tmpdir("runa");
+    char *out_b = test_tmpdir("runb"), *cfg = ecc_path_join(dir, "tokenizer_config.json");
+    copy_dir(src, dir);
+    const char *tc = "{\"add_bos_token\": true, \"bos_token\": \"<|endoftext|>\", \"tokenizer_class\": \"GPT2Tokenizer\"}";
+    write_file(cfg, tc, strlen(tc));
+    char *o, *e;
+    int rc = run_cli(&o, &e, ARGS("generate", "--model", dir, "--prompt", "Hello world", "--max-new-tokens", "2",
+                                  "--out", out_a, "--quiet", "--device", "cpu"));
+    cr_assert_eq(rc, 0, "%s", e);
+    cr_expect(strncmp(o, "Hello world", 11) == 0, "printed text starts with the BOS: %s", o);
+    free(o), free(e);
+    cJSON *run = read_run(out_a);
+    const cJSON *ids = cJSON_GetObjectItem(run, "token_ids"), *added = cJSON_GetObjectItem(run, "added_tokens");
+    cr_expect_eq(cJSON_GetArrayItem(ids, 0)->valueint, 1024); /* <|endoftext|> */
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(added, "positions")), 1);
+    cr_expect_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(added, "positions"), 0)->valueint, 0);
+    cr_expect(strstr(cJSON_GetObjectItem(added, "by")->valuestring, "tokenizer_config.json"));
+    cr_expect(strncmp(cJSON_GetObjectItem(run, "text")->valuestring, "Hello world", 11) == 0);
+    cr_expect_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(run, "tokens"), 0)->valuestring, "<|endoftext|>");
+    cJSON_Delete(run);
+    rc = run_cli(&o, &e, ARGS("generate", "--model", dir, "--prompt-ids", "100,200", "--max-new-tokens", "1", "--out",
+                              out_b, "--quiet", "--device", "cpu"));
+    cr_assert_eq(rc, 0, "%s", e);
+    free(o), free(e);
+    run = read_run(out_b);
+    cr_expect_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(run, "token_ids"), 0)->valueint, 100); /* as given */
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(run, "added_tokens"), "positions")), 0);
+    cJSON_Delete(run);
+    cJSON *j = tokenize_json(ARGS("tokenize", "--model", dir, "--text", "Hello world", "--json"));
+    cr_expect_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "ids"), 0)->valueint, 1024);
+    cJSON_Delete(j);
+    free(src), free(dir), free(out_a), free(out_b), free(cfg);
+}
