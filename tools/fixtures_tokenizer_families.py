@@ -21,6 +21,9 @@ trained look-alikes is written into tests/fixtures/tokenizers/README.md:
     gemma          Gemma 2/3: Replace(" ", "▁"), Split(" ", MergedWithPrevious), byte fallback, <bos>
     coverage       not a family: NFKD, a Replace regex, Digits, Split(String) MergedWithNext,
                    Metaspace(always, split) and its decoder, to exercise the rest
+    coverage2      not a family: NFKC/Prepend/NFD/NFC, Split Removed, MergedWithPrevious with $,
+                   Contiguous inverted, ByteLevel with a prefix space after Split, single_word
+                   tokens, a BOS+EOS template, a Replace(regex) decoder
 
 For each corpus line the fixture records, from tokenizers (Tokenizer.from_file):
 ids with the file's template ("file"), without it ("plain"), with special tokens
@@ -108,6 +111,7 @@ CORPUS = [
     "<|im_start|>user\nhi there<|im_end|>\n<|im_start|>assistant\n<tool_call>x</tool_call>",
     "<start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n",
     "<bos>text<eos><pad>",
+    "a <mask> b<mask>c  <mask>, xyz xyzw wxyz; end\nsecond line\nthird",
 ]
 
 
@@ -242,6 +246,25 @@ def make_coverage():
     return tok, {"tokenizer_class": "PreTrainedTokenizerFast"}
 
 
+def make_coverage2():
+    tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Prepend("^"), normalizers.NFD(),
+                                           normalizers.NFC()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"[,;]"), behavior="removed", invert=False),
+        pre_tokenizers.Split(Regex(r"\w+$"), behavior="merged_with_previous", invert=False),
+        pre_tokenizers.Split(Regex(r"\s"), behavior="contiguous", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=True, trim_offsets=True, use_regex=True)])
+    train(tok, 900, ["<s>", "</s>"], pre_tokenizers.ByteLevel.alphabet())
+    tok.add_special_tokens([special("<s>"), special("</s>"),
+                            AddedToken("<mask>", special=True, normalized=False, lstrip=True, single_word=True)])
+    tok.add_tokens([AddedToken("xyz", special=False, normalized=True, single_word=True)])
+    tok.post_processor = processors.TemplateProcessing(single="<s>:0 $A:0 </s>:0", pair="<s>:0 $A:0 </s>:0 $B:1",
+                                                       special_tokens=[("<s>", 0), ("</s>", 1)])
+    tok.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Replace(Regex(r"\^"), "")])
+    return tok, {"tokenizer_class": "PreTrainedTokenizerFast"}
+
+
 def fetch_mistral(tmp):
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", MISTRAL_WHEEL, "-d", tmp], check=True)
     whl = os.path.join(tmp, [f for f in os.listdir(tmp) if f.endswith(".whl")][0])
@@ -309,7 +332,7 @@ def main():
            "corpus": CORPUS, "families": {}}
     base = os.path.join(ROOT, "tokenizers")
     makers = {"pythia": make_pythia, "llama2": make_llama2, "llama3": make_llama3, "qwen2": make_qwen2,
-              "gemma": make_gemma, "coverage": make_coverage}
+              "gemma": make_gemma, "coverage": make_coverage, "coverage2": make_coverage2}
     with tempfile.TemporaryDirectory() as tmp:
         real = fetch_mistral(tmp)
         for name, model_file, legacy in (("mistral-v0.1", real["tokenizer.model.v1"], True),

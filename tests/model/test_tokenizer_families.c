@@ -107,3 +107,4 @@ Test(tokenizer_families, llama3) { check_family("llama3"); }
 Test(tokenizer_families, qwen2) { check_family("qwen2"); }
 Test(tokenizer_families, gemma) { check_family("gemma"); }
 Test(tokenizer_families, coverage) { check_family("coverage"); }
+Test(tokenizer_families, coverage2) { check_family("coverage2"); }
