@@ -11,6 +11,10 @@ trained look-alikes is written into tests/fixtures/tokenizers/README.md:
                    transformers' LlamaConverter, legacy=True: Llama 2's pipeline
     mistral-v0.3   tokenizer.model.v3 (Mistral 7B v0.3, 32768 pieces), legacy=False:
                    Metaspace(prepend_scheme=first, split=false)
+  real (Apache-2.0, qwen.tiktoken from the PyPI wheel dashscope 2.0.2, pinned by SHA-256):
+    qwen2.5-real16k  the first 16384 ranks of Qwen's BPE (Qwen 1/2/2.5/3 share its 151643 regular
+                   tokens) converted as transformers converts tiktoken files, with Qwen 2.5's pipeline
+                   and added tokens; the fixture also records tiktoken's own ids
   trained look-alikes (tokenizers' BpeTrainer on the text below, with exactly the
   JSON settings of the real family's tokenizer.json: normalizer, pre-tokenizer,
   model flags, post-processor, decoder, added tokens and tokenizer_config.json):
@@ -49,6 +53,16 @@ MISTRAL_FILES = {
     "tokenizer.model.v1": "mistral_common/data/tokenizer.model.v1",
     "tokenizer.model.v3": "mistral_common/data/mistral_instruct_tokenizer_240323.model.v3",
 }
+DASHSCOPE_WHEEL = "dashscope==2.0.2"
+DASHSCOPE_SHA = "0602d1800f7433bdb7953560986eaf5146454ed3988636c0a91963ba24e74258"
+QWEN_TIKTOKEN_SHA = "b2b1b8dfb5cc5f024bafc373121c6aba3f66f9a5a0269e243470a1de16a33186"
+QWEN_RANKS = 16384  # the first ranks of Qwen's BPE: a real, smaller BPE (what training stopped there gives)
+QWEN25_ADDED = [("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True), ("<|object_ref_start|>", True),
+                ("<|object_ref_end|>", True), ("<|box_start|>", True), ("<|box_end|>", True), ("<|quad_start|>", True),
+                ("<|quad_end|>", True), ("<|vision_start|>", True), ("<|vision_end|>", True), ("<|vision_pad|>", True),
+                ("<|image_pad|>", True), ("<|video_pad|>", True), ("<tool_call>", False), ("</tool_call>", False),
+                ("<|fim_prefix|>", False), ("<|fim_middle|>", False), ("<|fim_suffix|>", False), ("<|fim_pad|>", False),
+                ("<|repo_name|>", False), ("<|file_sep|>", False)]
 LICENSES = {  # English training text: Debian's copies of these licences
     "/usr/share/common-licenses/GPL-3": "3972dc9744f6499f0f9b2dbf76696f2ae7ad8af9b23dde66d6af86c9dfb36986",
     "/usr/share/common-licenses/Apache-2.0": "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30",
@@ -265,6 +279,48 @@ def make_coverage2():
     return tok, {"tokenizer_class": "PreTrainedTokenizerFast"}
 
 
+def fetch_qwen(tmp):
+    """Qwen's BPE ranks (qwen.tiktoken, the 151643 regular tokens of Qwen 1/2/2.5/3) from the dashscope wheel (Apache-2.0)."""
+    d = os.path.join(tmp, "dashscope")
+    os.makedirs(d, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", DASHSCOPE_WHEEL, "-d", d], check=True)
+    whl = os.path.join(d, [f for f in os.listdir(d) if f.endswith(".whl")][0])
+    assert sha256(whl) == DASHSCOPE_SHA, "the dashscope wheel is not the pinned one"
+    with zipfile.ZipFile(whl) as z:
+        data = z.read("dashscope/resources/qwen.tiktoken")
+    assert hashlib.sha256(data).hexdigest() == QWEN_TIKTOKEN_SHA
+    lines = [l for l in data.decode().split("\n") if l][:QWEN_RANKS]
+    path = os.path.join(tmp, "qwen-prefix.tiktoken")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def make_qwen_real(tiktoken_file):
+    """Qwen 2.5's pipeline over the first QWEN_RANKS of Qwen's real BPE, converted the way transformers converts
+    tiktoken files; its special tokens follow the regular ones, in Qwen 2.5's order."""
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    vocab, merges = TikTokenConverter(vocab_file=tiktoken_file, pattern=QWEN2_PATTERN).extract_vocab_merges_from_model(
+        tiktoken_file)
+    tok = Tokenizer(models.BPE(vocab, merges, fuse_unk=False, byte_fallback=False, ignore_merges=False))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
+    tok.add_tokens([AddedToken(t, special=s, normalized=False) for t, s in QWEN25_ADDED])
+    tok.post_processor = processors.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    ranks = load_tiktoken_bpe(tiktoken_file)
+    specials = {t: len(ranks) + i for i, (t, _) in enumerate(QWEN25_ADDED)}
+    enc = tiktoken.Encoding("qwen-prefix", pat_str=QWEN2_PATTERN, mergeable_ranks=ranks, special_tokens=specials)
+    cfg = {"add_prefix_space": False, "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+           "errors": "replace", "split_special_tokens": False, "tokenizer_class": "Qwen2Tokenizer", "unk_token": None}
+    return tok, cfg, enc
+
+
 def fetch_mistral(tmp):
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", MISTRAL_WHEEL, "-d", tmp], check=True)
     whl = os.path.join(tmp, [f for f in os.listdir(tmp) if f.endswith(".whl")][0])
@@ -320,7 +376,9 @@ def references(name, d, sp=None):
         entry = {"file": file_ids, "plain": plain, "nospecial": nospecial.encode(text, add_special_tokens=False).ids,
                  "hf": hf_ids, "decode": tok.decode(file_ids, skip_special_tokens=False),
                  "decode_plain": tok.decode(plain, skip_special_tokens=False)}
-        if sp is not None:  # the real tokenizer: SentencePiece itself
+        if sp is not None and hasattr(sp, "encode_ordinary"):  # Qwen's real BPE: tiktoken itself
+            entry["tiktoken"] = sp.encode(text, allowed_special="all")
+        elif sp is not None:  # the real tokenizer: SentencePiece itself
             entry["sentencepiece"] = sp.encode(text)
         lines.append(entry)
     print(f"  {name}: {len(tok.get_vocab())} ids; transformers differs from tokenizers+template on {disagree} lines")
@@ -343,6 +401,12 @@ def main():
             tok.save(os.path.join(d, "tokenizer.json"), pretty=False)
             json.dump(cfg, open(os.path.join(d, "tokenizer_config.json"), "w"), indent=1)
             out["families"][name] = references(name, d, sp)
+        tok, cfg, enc = make_qwen_real(fetch_qwen(tmp))
+        d = os.path.join(base, "qwen2.5-real16k")
+        os.makedirs(d, exist_ok=True)
+        tok.save(os.path.join(d, "tokenizer.json"), pretty=False)
+        json.dump(cfg, open(os.path.join(d, "tokenizer_config.json"), "w"), indent=1)
+        out["families"]["qwen2.5-real16k"] = references("qwen2.5-real16k", d, enc)
     for name, make in makers.items():
         tok, cfg = make()
         d = os.path.join(base, name)

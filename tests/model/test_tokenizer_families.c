@@ -105,6 +105,7 @@ Test(tokenizer_families, mistral_v01_real) { check_family("mistral-v0.1"); }
 Test(tokenizer_families, mistral_v03_real) { check_family("mistral-v0.3"); }
 Test(tokenizer_families, llama3) { check_family("llama3"); }
 Test(tokenizer_families, qwen2) { check_family("qwen2"); }
+Test(tokenizer_families, qwen25_real16k) { check_family("qwen2.5-real16k"); }
 Test(tokenizer_families, gemma) { check_family("gemma"); }
 Test(tokenizer_families, coverage) { check_family("coverage"); }
 Test(tokenizer_families, coverage2) { check_family("coverage2"); }
