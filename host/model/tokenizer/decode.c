@@ -52,6 +52,8 @@ static ecc_status replace_into(tok_buf *o, const tok_dec *d, pcre2_match_data *m
         }
         return buf_add(o, s + at, n - at);
     }
+    if (utf8_first_invalid(s, n) < n) /* a token string that is not UTF-8 (a strange file): no match */
+        return buf_add(o, s, n);
     re_iter it = {.re = d->re, .md = md, .s = s, .len = n};
     int r;
     while ((r = re_next(&it, &ms, &me)) > 0) {
@@ -157,7 +159,7 @@ static ecc_status apply_decoder(const ecc_tokenizer *t, const tok_dec *d, pcre2_
             size_t a = 0, z = n;
             for (int k = 0; k < d->strip_start && a < n; k++) {
                 int len;
-                if (utf8_get(s + a, &len) != d->strip_char)
+                if (utf8_get_safe(s + a, n - a, &len) != d->strip_char)
                     break;
                 a += (size_t)len;
             }
@@ -166,7 +168,7 @@ static ecc_status apply_decoder(const ecc_tokenizer *t, const tok_dec *d, pcre2_
                 while (j > a && (s[j] & 0xC0) == 0x80)
                     j--;
                 int len;
-                if (utf8_get(s + j, &len) != d->strip_char)
+                if (utf8_get_safe(s + j, z - j, &len) != d->strip_char)
                     break;
                 z = j;
             }
@@ -174,7 +176,7 @@ static ecc_status apply_decoder(const ecc_tokenizer *t, const tok_dec *d, pcre2_
         } else { /* DEC_METASPACE */
             for (size_t j = 0; j < n;) {
                 int len;
-                uint32_t cp = utf8_get(s + j, &len);
+                uint32_t cp = utf8_get_safe(s + j, n - j, &len);
                 if (cp != d->repl)
                     ECC_TRY(buf_add(&out->b, s + j, (size_t)len));
                 else if (!(i == 0 && d->scheme != PREPEND_NEVER))

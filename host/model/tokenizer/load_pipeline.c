@@ -38,8 +38,8 @@ static ecc_status read_pattern(const char *path, const char *what, const cJSON *
     snprintf(where, sizeof where, "%s: %s pattern", path, what);
     if (r)
         return re_compile(re, r, where);
-    if (!s || !s[0])
-        return ecc_fail(ECC_ERR_FORMAT, "%s needs {\"String\": non-empty} or {\"Regex\": ...}", where);
+    if (!s || !s[0] || !ecc_utf8_valid(s, strlen(s)))
+        return ecc_fail(ECC_ERR_FORMAT, "%s needs {\"String\": non-empty UTF-8} or {\"Regex\": ...}", where);
     if (!(*lit = ecc_strdup(s)))
         return ECC_ERR_NOMEM;
     *lit_len = strlen(s);
@@ -49,8 +49,8 @@ static ecc_status read_pattern(const char *path, const char *what, const cJSON *
 static ecc_status dup_field(const char *path, const cJSON *o, const char *name, char **out, size_t *len)
 {
     const char *s = string_of(o, name);
-    if (!s)
-        return ecc_fail(ECC_ERR_FORMAT, "%s: %s needs a string \"%s\"", path, type_of(o), name);
+    if (!s || !ecc_utf8_valid(s, strlen(s)))
+        return ecc_fail(ECC_ERR_FORMAT, "%s: %s needs a UTF-8 string \"%s\"", path, type_of(o), name);
     if (!(*out = ecc_strdup(s)))
         return ECC_ERR_NOMEM;
     *len = strlen(s);

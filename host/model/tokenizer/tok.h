@@ -71,6 +71,9 @@ size_t utf8_first_invalid(const uint8_t *s, size_t n); /* offset, or n */
 size_t utf8_repair(char *out, const uint8_t *in, size_t n);
 /* Decode one character of valid UTF-8 at s (n >= 1 bytes); *k gets its length. */
 uint32_t utf8_get(const uint8_t *s, int *k);
+/* The same for bytes that may not be valid (token strings from a file): an
+ * invalid sequence is one byte standing for U+FFFD. */
+uint32_t utf8_get_safe(const uint8_t *s, size_t n, int *k);
 int utf8_put(uint8_t *out, uint32_t cp); /* bytes written (1-4) */
 int uni_is_numeric(uint32_t cp);         /* Rust's char::is_numeric: Nd, Nl, No */
 int uni_is_white_space(uint32_t cp);     /* White_Space (Rust regex's \s) */

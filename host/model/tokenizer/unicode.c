@@ -75,6 +75,13 @@ uint32_t utf8_get(const uint8_t *s, int *k)
                        (s[3] & 0x3F);
 }
 
+uint32_t utf8_get_safe(const uint8_t *s, size_t n, int *k)
+{
+    if (utf8_step(s, n) < 1)
+        return *k = 1, 0xFFFD;
+    return utf8_get(s, k);
+}
+
 int utf8_put(uint8_t *o, uint32_t cp)
 {
     if (cp < 0x80)
