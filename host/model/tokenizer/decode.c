@@ -25,7 +25,7 @@ static ecc_status list_init(strlist *l, size_t n)
     if (!l->off)
         return ECC_ERR_NOMEM;
     l->off[0] = 0;
-    return ECC_OK;
+    return buf_reserve(&l->b, 16); /* never a NULL buffer, even for empty strings */
 }
 
 static void list_free(strlist *l)
@@ -254,7 +254,11 @@ ecc_status ecc_tokenizer_decode(const ecc_tokenizer *t, const int32_t *ids, int 
 static ecc_status token_bytes(const ecc_tokenizer *t, pcre2_match_data *md, tok_buf *o, const char *s, size_t n)
 {
     tok_buf cur = {0}, next = {0};
-    ecc_status st = buf_add(&cur, s, n);
+    ecc_status st = buf_reserve(&cur, n + 16); /* never NULL buffers, even for an empty token */
+    if (st == ECC_OK)
+        st = buf_reserve(&next, 16);
+    if (st == ECC_OK)
+        st = buf_add(&cur, s, n);
     for (int k = 0; st == ECC_OK && k < t->n_dec; k++) {
         const tok_dec *d = &t->dec[k];
         next.n = 0;
