@@ -8,7 +8,8 @@
 
 /* Encode text with t and check what any loaded tokenizer must guarantee:
  * valid UTF-8 encodes (invalid is rejected with ECC_ERR_INPUT and no ids),
- * ids are in range, at most one per byte, and decode and display work on
+ * ids are in range, not many more than bytes (normalizers and prefixes add
+ * text: NFKD can turn 3 bytes into 18 characters), and decode and display work on
  * them. ids_out and n_out receive the ids (malloc'd) when the caller wants them. */
 static inline ecc_status fuzz_encode_checked(const ecc_tokenizer *t, const char *text, size_t len, int32_t **ids_out,
                                       int *n_out)
@@ -22,7 +23,7 @@ static inline ecc_status fuzz_encode_checked(const ecc_tokenizer *t, const char 
         return s;
     }
     FUZZ_CHECK(s == ECC_OK, "valid UTF-8 of %zu bytes does not encode: %s", len, ecc_last_error());
-    FUZZ_CHECK(n >= 0 && (size_t)n <= len, "%d ids for %zu bytes", n, len);
+    FUZZ_CHECK(n >= 0 && (size_t)n <= 32 * len + 16, "%d ids for %zu bytes", n, len);
     FUZZ_CHECK(n == 0 || ids, "no id array");
     int V = ecc_tokenizer_n_vocab(t);
     for (int i = 0; i < n; i++) {

@@ -75,9 +75,24 @@ const char *ecc_default_model(void);
 /* Encode UTF-8 text into token ids (*ids is malloc'd; free() it). Invalid
  * UTF-8 is an error. Special tokens such as <|endoftext|> are recognised. */
 ecc_status ecc_tokenize(const ecc_model *m, const char *text, size_t len, int32_t **ids, int *n);
-/* Decode ids into UTF-8 text (malloc'd, NUL-terminated). Byte sequences that
- * are not valid UTF-8 become U+FFFD, as Hugging Face does. */
+/* Decode ids into UTF-8 text (malloc'd, NUL-terminated): what Hugging Face's
+ * tokenizers gives for decode(ids, skip_special_tokens=False), through the
+ * decoders of the model's tokenizer.json. Byte sequences that are not valid
+ * UTF-8 become U+FFFD, as Hugging Face does. */
 ecc_status ecc_detokenize(const ecc_model *m, const int32_t *ids, int n, char **text);
+
+/* Flags of ecc_tokenize_ex. */
+#define ECC_TOKENIZE_ADD_SPECIAL 1u     /* add the tokens the model's template adds around a text (the BOS of
+                                           Llama, Mistral, Gemma), as Hugging Face's encode(text) does */
+#define ECC_TOKENIZE_SPECIAL_AS_TEXT 2u /* special tokens written in the text (<s>, <|im_start|>) are plain text */
+/* ecc_tokenize with flags; ecc_tokenize(m, ...) is ecc_tokenize_ex(m, ..., 0, ...). With
+ * ECC_TOKENIZE_ADD_SPECIAL, the first *n_front and the last *n_back ids (either pointer may be NULL)
+ * are the template's. */
+ecc_status ecc_tokenize_ex(const ecc_model *m, const char *text, size_t len, unsigned flags, int32_t **ids, int *n,
+                           int *n_front, int *n_back);
+/* The ids that end generation (config.json's eos_token_id, a number or a list, and
+ * generation_config.json's); returns their number, *ids points into the model. */
+int ecc_model_eos_ids(const ecc_model *m, const int32_t **ids);
 
 /* ---- generation and explanation --------------------------------------- */
 
@@ -171,6 +186,9 @@ const char *ecc_run_device(const ecc_run *r);
 const char *ecc_run_notice(const ecc_run *r);
 /* Record a timing (seconds) under a name, e.g. "load"; written to run.json. */
 void ecc_run_add_timing(ecc_run *r, const char *name, double seconds);
+/* Say that the first n_front and the last n_back tokens of the prompt were added by the tokenizer's
+ * template (ecc_tokenize_ex's counts), not typed; run.json lists them. They are explained like any input. */
+void ecc_run_mark_added(ecc_run *r, int n_front, int n_back);
 
 /* Write DIR/run.json and DIR/tensors.safetensors (DIR is created). The prompt
  * text is recorded as given (may be NULL when ids were given). */

@@ -303,6 +303,7 @@ static void usage(FILE *f)
             "commands:\n"
             "  generate   generate (or force) a continuation and explain it; writes run.json +\n"
             "             tensors.safetensors with --out\n"
+            "  tokenize   the token ids and pieces the model sees for a text (as Hugging Face)\n"
             "  batch      generate and explain thousands of prompts from a JSONL file, resumably\n"
             "  nmf        factorise the activations of runs (NMF), as Ecco groups neurons\n"
             "  report     write the interactive HTML views of a run (saliency, NMF, rankings, ...)\n"
@@ -387,6 +388,8 @@ static int dispatch(int argc, char **argv)
     }
     if (!strcmp(cmd, "generate"))
         return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize"))
+        return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "batch"))
         return cmd_batch(argc - 1, argv + 1);
     if (!strcmp(cmd, "nmf"))

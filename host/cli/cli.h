@@ -72,6 +72,7 @@ void cli_gen_progress(cli_gen *g);
 void cli_gen_free(cli_gen *g);
 
 int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_nmf(int argc, char **argv);
 int cmd_report(int argc, char **argv);

@@ -19,10 +19,13 @@ static const char *k_usage =
     "input:\n"
     "  --prompt TEXT           prompt text; \\n \\t \\\\ \\\" escapes are interpreted (see --raw)\n"
     "  --prompt-file FILE      read the prompt from a file (taken as is)\n"
-    "  --prompt-ids IDS        prompt as comma-separated token ids\n"
+    "  --prompt-ids IDS        prompt as comma-separated token ids, taken exactly as given\n"
+    "  --no-special            special tokens written in the text (<s>, <|im_start|>) are plain text\n"
     "  --continuation TEXT     force this continuation (teacher forcing) instead of generating,\n"
     "                          so a given text can be explained\n"
     "  --continuation-ids IDS  the same, as token ids\n"
+    "A text prompt is tokenized as the model's Hugging Face tokenizer does with its default\n"
+    "special tokens: Llama, Mistral and Gemma get their BOS first (see eccolo tokenize).\n"
     "\n"
     "output:\n"
     "  --out DIR               write DIR/run.json and DIR/tensors.safetensors\n"
@@ -41,7 +44,8 @@ static const char *k_tail =
 typedef struct gen_args {
     cli_gen gen;
     const char *prompt, *prompt_file, *prompt_ids, *cont, *cont_ids, *out;
-    int nmf_k, html, print_saliency;
+    int nmf_k, html, print_saliency, no_special;
+    int added_front, added_back; /* prompt tokens the template added */
 } gen_args;
 
 static int parse(gen_args *g, int argc, char **argv)
@@ -86,6 +90,9 @@ static int parse(gen_args *g, int argc, char **argv)
         } else if (cli_flag(&a, "--html")) {
             g->html = 1;
             continue;
+        } else if (cli_flag(&a, "--no-special")) {
+            g->no_special = 1;
+            continue;
         } else {
             cli_error("generate: unknown option '%s' (see eccolo generate --help)", argv[a.i]);
             return -1;
@@ -114,12 +121,13 @@ static int parse(gen_args *g, int argc, char **argv)
 
 /* Text of --prompt or --continuation -> token ids; *used (when not NULL)
  * gets the text after escapes, as tokenized. */
-static int text_ids(ecc_model *m, const char *opt, const char *text, int raw, int32_t **ids, int *n, char **used)
+static int text_ids(ecc_model *m, const char *opt, const char *text, int raw, unsigned flags, int32_t **ids, int *n,
+                    char **used, int *n_front, int *n_back)
 {
     char *t = raw ? strdup(text) : cli_unescape(text);
     if (!t)
         return cli_error("out of memory");
-    ecc_status s = ecc_tokenize(m, t, strlen(t), ids, n);
+    ecc_status s = ecc_tokenize_ex(m, t, strlen(t), flags, ids, n, n_front, n_back);
     if (used)
         *used = t;
     else
@@ -144,19 +152,20 @@ static int read_prompt_file(const char *path, char **text, size_t *len)
 
 static int prompt_ids(gen_args *g, ecc_model *m, int32_t **ids, int *n, char **text)
 {
+    unsigned flags = ECC_TOKENIZE_ADD_SPECIAL | (g->no_special ? ECC_TOKENIZE_SPECIAL_AS_TEXT : 0);
     *text = NULL;
-    if (g->prompt_ids)
+    if (g->prompt_ids) /* ids are the user's: nothing is added */
         return cli_ids("--prompt-ids", g->prompt_ids, ids, n) ? ECC_EXIT_ERROR : 0;
     if (g->prompt_file) {
         size_t len;
         int rc = read_prompt_file(g->prompt_file, text, &len);
         if (rc)
             return rc;
-        if (ecc_tokenize(m, *text, len, ids, n) != ECC_OK)
+        if (ecc_tokenize_ex(m, *text, len, flags, ids, n, &g->added_front, &g->added_back) != ECC_OK)
             return cli_error("%s: %s", g->prompt_file, ecc_last_error());
         return 0;
     }
-    return text_ids(m, "--prompt", g->prompt, g->gen.raw, ids, n, text);
+    return text_ids(m, "--prompt", g->prompt, g->gen.raw, flags, ids, n, text, &g->added_front, &g->added_back);
 }
 
 /* The three most salient input tokens of the first n generated tokens, by
@@ -275,7 +284,8 @@ static int run(gen_args *g)
         rc = ECC_EXIT_ERROR;
         goto done;
     }
-    if (g->cont && (rc = text_ids(m, "--continuation", g->cont, g->gen.raw, &cont, &n_cont, NULL)))
+    if (g->cont && (rc = text_ids(m, "--continuation", g->cont, g->gen.raw, g->no_special ? ECC_TOKENIZE_SPECIAL_AS_TEXT : 0,
+                                  &cont, &n_cont, NULL, NULL, NULL)))
         goto done;
     if (g->cont || g->cont_ids) {
         o->continuation_ids = cont;
@@ -289,10 +299,13 @@ static int run(gen_args *g)
         goto done;
     }
     ecc_run_add_timing(r, "load", t_load);
+    ecc_run_mark_added(r, g->added_front, g->added_back);
     if (*ecc_run_notice(r) && !g->gen.quiet)
         fprintf(stderr, "eccolo: %s\n", ecc_run_notice(r));
     char *out_text = NULL;
-    if (ecc_detokenize(m, ecc_run_token_ids(r), ecc_run_n_tokens(r), &out_text) != ECC_OK) {
+    /* what the user typed and what followed: without the tokens the template put first */
+    if (ecc_detokenize(m, ecc_run_token_ids(r) + g->added_front, ecc_run_n_tokens(r) - g->added_front, &out_text) !=
+        ECC_OK) {
         rc = cli_lib_error();
         goto done;
     }

@@ -105,6 +105,12 @@ const char *ecc_run_device(const ecc_run *r) { return r->device; }
 const char *ecc_run_notice(const ecc_run *r) { return r->notice; }
 void ecc_run_add_timing(ecc_run *r, const char *name, double seconds) { ecc_run_time(r, name, seconds); }
 
+void ecc_run_mark_added(ecc_run *r, int n_front, int n_back)
+{
+    r->added_front = n_front >= 0 && n_front <= r->n_input ? n_front : 0;
+    r->added_back = n_back >= 0 && n_back <= r->n_input - r->added_front ? n_back : 0;
+}
+
 /* ---- validation -------------------------------------------------------------- */
 
 static ecc_status check_request(const ecc_config *c, const int32_t *prompt, int n_prompt, const ecc_options *o,
@@ -162,6 +168,8 @@ typedef struct gen_state {
     int32_t *h_ids, *h_pos, *h_rows; /* host staging (R_max), (R_max), (n) */
     int32_t *d_ids, *d_pos, *d_rows; /* the same in backend memory */
     int n;
+    const int32_t *eos; /* [n_eos] ids that end a sequence (the model's) */
+    int n_eos;
 } gen_state;
 
 static void gen_free_work(gen_state *g)
@@ -304,8 +312,9 @@ static int gen_pick(gen_state *g, ecc_run **runs, int *list, int k, const ecc_co
                     c->vocab_size, -1, &pp, (uint64_t)step);
         r->T = pos + 1;
         int done = r->T == r->T_cap;
-        if (o->stop_at_eos && r->ids[pos] == c->eos_token_id)
-            r->stopped_at_eos = done = 1;
+        for (int e = 0; o->stop_at_eos && e < g->n_eos; e++)
+            if (r->ids[pos] == g->eos[e])
+                r->stopped_at_eos = done = 1;
         if (!done) /* the last token is never fed back */
             list[kept++] = list[j];
     }
@@ -473,6 +482,7 @@ ecc_status ecc_generate_batch(ecc_run **runs, char **errors, ecc_model *m, const
     }
     gen_state g;
     memset(&g, 0, sizeof g);
+    g.eos = m->eos_ids, g.n_eos = m->n_eos;
     const char *notice = NULL;
     if (s == ECC_OK && n_ok > 0)
         s = ecc_backend_create(&g.be, o->device, o->threads, o->precision, &notice);

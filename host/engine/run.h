@@ -27,6 +27,7 @@ struct ecc_run {
     float *logprobs;     /* [T - n_input] */
     int logprobs_pending; /* a forced run whose log-probabilities come from the explanation's forward */
     int stopped_at_eos;
+    int added_front, added_back; /* prompt tokens the tokenizer's template added (ecc_run_mark_added) */
     char device[16];
     char notice[512];    /* e.g. why --device auto fell back to the CPU */
     int threads;

@@ -38,6 +38,9 @@ static cJSON *config_json(const ecc_model *m)
     cJSON_AddStringToObject(j, "activation_function", c->activation);
     cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_lm_head);
     cJSON_AddNumberToObject(j, "eos_token_id", c->eos_token_id);
+    cJSON *eos = cJSON_AddArrayToObject(j, "eos_token_ids"); /* every id that ends generation */
+    for (int i = 0; i < m->n_eos; i++)
+        cJSON_AddItemToArray(eos, cJSON_CreateNumber(m->eos_ids[i]));
     return j;
 }
 
@@ -101,10 +104,19 @@ static ecc_status tokens_json(cJSON *root, const ecc_run *r, const ecc_model *m)
     }
     ecc_tokenizer_display_free(disp, r->T);
     free(partial);
+    /* the prompt tokens the tokenizer's template added (a BOS): explained like any input, but not typed */
+    cJSON *added = cJSON_AddObjectToObject(root, "added_tokens");
+    cJSON *pos = cJSON_AddArrayToObject(added, "positions");
+    for (int i = 0; i < r->added_front; i++)
+        cJSON_AddItemToArray(pos, cJSON_CreateNumber(i));
+    for (int i = r->n_input - r->added_back; i < r->n_input; i++)
+        cJSON_AddItemToArray(pos, cJSON_CreateNumber(i));
+    cJSON_AddStringToObject(added, "by", r->added_front + r->added_back ? ecc_tokenizer_template_source(m->tok) : "none");
     char *gen, *all;
     size_t len;
     ECC_TRY(ecc_tokenizer_decode(m->tok, r->ids + r->n_input, r->T - r->n_input, &gen, &len));
-    ecc_status s = ecc_tokenizer_decode(m->tok, r->ids, r->T, &all, &len);
+    /* the text: what the user typed and what followed, without the tokens the template put first */
+    ecc_status s = ecc_tokenizer_decode(m->tok, r->ids + r->added_front, r->T - r->added_front, &all, &len);
     if (s == ECC_OK) {
         cJSON_AddStringToObject(root, "generated_text", gen);
         cJSON_AddStringToObject(root, "text", all);

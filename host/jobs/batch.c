@@ -197,11 +197,16 @@ static ecc_status run_batch(batch_ctx *b, ecc_batch_item **items, int n)
     ecc_run **runs = ecc_calloc((size_t)n, sizeof *runs, "the batch");
     ecc_status s = req && prompt && cont && tok_err && gen_err && runs ? ECC_OK : ECC_ERR_NOMEM;
     int *sel = s == ECC_OK ? ecc_malloc(sizeof(int) * (size_t)n, "the batch") : NULL;
+    int *added = s == ECC_OK ? ecc_calloc(2 * (size_t)n, sizeof(int), "the batch") : NULL; /* [n][front, back] */
+    if (!added)
+        free(sel), sel = NULL;
     int k = 0;
     for (int i = 0; s == ECC_OK && sel && i < n; i++) {
         ecc_batch_item *it = items[i];
         int np = 0, nc = 0;
-        if (ecc_tokenize(b->m, it->prompt, strlen(it->prompt), &prompt[i], &np) != ECC_OK ||
+        /* a text prompt gets the template's tokens (BOS) as Hugging Face's encode(text) adds them */
+        if (ecc_tokenize_ex(b->m, it->prompt, strlen(it->prompt), ECC_TOKENIZE_ADD_SPECIAL, &prompt[i], &np,
+                            &added[2 * i], &added[2 * i + 1]) != ECC_OK ||
             (it->continuation && ecc_tokenize(b->m, it->continuation, strlen(it->continuation), &cont[i], &nc) !=
                                      ECC_OK)) {
             tok_err[i] = strdup(ecc_last_error());
@@ -227,6 +232,7 @@ static ecc_status run_batch(batch_ctx *b, ecc_batch_item **items, int n)
             continue;
         }
         ecc_run_add_timing(runs[j], "batch", secs);
+        ecc_run_mark_added(runs[j], added[2 * sel[j]], added[2 * sel[j] + 1]);
         ecc_status w = write_run(b, it, runs[j]);
         if (w == ECC_OK) {
             b->st->tokens += ecc_run_n_tokens(runs[j]) - ecc_run_n_input(runs[j]);
@@ -249,7 +255,7 @@ static ecc_status run_batch(batch_ctx *b, ecc_batch_item **items, int n)
         if (i < k && gen_err)
             free(gen_err[i]);
     }
-    free(req), free(prompt), free(cont), free(tok_err), free(gen_err), free(runs), free(sel);
+    free(req), free(prompt), free(cont), free(tok_err), free(gen_err), free(runs), free(sel), free(added);
     progress(b);
     return s;
 }

@@ -84,7 +84,16 @@ static ecc_status parse_gpt2(ecc_config *c, const cJSON *root, const char *path)
     c->scale_attn_by_inverse_layer_idx = get_bool(root, "scale_attn_by_inverse_layer_idx", 0);
     c->tied_lm_head = get_bool(root, "tie_word_embeddings", 1);
     c->eos_token_id = -1;
-    ECC_TRY(get_int(&c->eos_token_id, &present, root, "eos_token_id", 0, c->vocab_size - 1, path));
+    const cJSON *eos = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
+    if (cJSON_IsArray(eos)) { /* Llama 3 lists several: the first here, all of them in model/eos.c */
+        const cJSON *first = eos->child;
+        if (first && (!cJSON_IsNumber(first) || first->valuedouble < 0 || first->valuedouble >= c->vocab_size ||
+                      first->valuedouble != (double)(int)first->valuedouble))
+            return ecc_fail(ECC_ERR_FORMAT, "%s: \"eos_token_id\" holds a value outside [0, %d)", path, c->vocab_size);
+        c->eos_token_id = first ? (int)first->valuedouble : -1;
+    } else {
+        ECC_TRY(get_int(&c->eos_token_id, &present, root, "eos_token_id", 0, c->vocab_size - 1, path));
+    }
     return ECC_OK;
 }
 

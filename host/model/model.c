@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model/config.h"
+#include "model/eos.h"
 #include "io/hub.h"
 #include "io/safetensors.h"
 #include "util.h"
@@ -302,6 +303,8 @@ ecc_status ecc_model_load_dir(ecc_model **out, const char *dir, const char *id)
         s = ecc_tokenizer_load_dir(&m->tok, dir);
     if (s == ECC_OK)
         s = set_n_tokens(&m->cfg, m->tok, dir);
+    if (s == ECC_OK)
+        s = ecc_eos_ids_read(&m->eos_ids, &m->n_eos, dir, m->cfg.vocab_size);
     shards sh = {0};
     if (s == ECC_OK)
         s = shards_open(&sh, dir);
@@ -384,6 +387,7 @@ void ecc_model_close(ecc_model *m)
     if (!m)
         return;
     ecc_tokenizer_free(m->tok);
+    free(m->eos_ids);
     free(m->params);
     free(m->dir);
     free(m->id);
@@ -394,9 +398,28 @@ const ecc_config *ecc_model_config(const ecc_model *m) { return &m->cfg; }
 const char *ecc_model_dir(const ecc_model *m) { return m->dir; }
 const char *ecc_model_id(const ecc_model *m) { return m->id; }
 
+int ecc_model_eos_ids(const ecc_model *m, const int32_t **ids)
+{
+    *ids = m->eos_ids;
+    return m->n_eos;
+}
+
 ecc_status ecc_tokenize(const ecc_model *m, const char *text, size_t len, int32_t **ids, int *n)
 {
     return ecc_tokenizer_encode(m->tok, text, len, ids, n);
+}
+
+ecc_status ecc_tokenize_ex(const ecc_model *m, const char *text, size_t len, unsigned flags, int32_t **ids, int *n,
+                           int *n_front, int *n_back)
+{
+    int nf = 0, nb = 0;
+    if (flags & ECC_TOKENIZE_ADD_SPECIAL)
+        ecc_tokenizer_template(m->tok, NULL, &nf, NULL, &nb);
+    if (n_front)
+        *n_front = nf;
+    if (n_back)
+        *n_back = nb;
+    return ecc_tokenizer_encode_flags(m->tok, text, len, flags, ids, n);
 }
 
 ecc_status ecc_detokenize(const ecc_model *m, const int32_t *ids, int n, char **text)

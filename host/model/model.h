@@ -10,6 +10,7 @@
 
 #include "eccolo.h"
 #include "model/tokenizer.h"
+#include <stdint.h>
 
 enum {
     ECC_P_WTE,       /* (V, C)        token embeddings */
@@ -52,6 +53,8 @@ struct ecc_model {
     char *dir;  /* where it was read from */
     char dtype[8]; /* storage dtype of the checkpoint ("F32", "F16", "BF16", "mixed") */
     ecc_tokenizer *tok;
+    int32_t *eos_ids; /* [n_eos] ids that end generation (config.json, generation_config.json) */
+    int n_eos;
     float *params; /* one allocation, n_params floats */
     size_t n_params;
     ecc_weights w;

@@ -278,3 +278,52 @@ Test(generate, stops_after_endoftext)
     free(prompt);
     free(greedy);
 }
+
+/* Llama 3 lists several end ids in config.json, and generation_config.json may
+ * add more: generation stops at the first of any of them. */
+Test(generate, stops_at_any_eos_of_a_list)
+{
+    int np, ng;
+    int32_t *prompt = ref_tensor("tiny-gpt2", "prompt_ids", ECC_I32, &np);
+    int32_t *greedy = ref_tensor("tiny-gpt2", "greedy_ids", ECC_I32, &ng);
+    int32_t stop = greedy[np + 3]; /* only in generation_config.json */
+    int first = np + 3;
+    for (int i = np; i < np + 3; i++)
+        if (greedy[i] == stop)
+            first = i;
+    char *src = fixture_path("tiny-gpt2"), *dir = test_tmpdir("eos");
+    copy_dir(src, dir);
+    char *cfg_path = ecc_path_join(dir, "config.json"), *gen_path = ecc_path_join(dir, "generation_config.json");
+    char *text;
+    size_t len;
+    cr_assert_eq(ecc_read_file(cfg_path, 1 << 20, &text, &len), ECC_OK);
+    cJSON *cfg = cJSON_Parse(text);
+    int32_t listed[2] = {1000, 1001}; /* ids greedy decoding does not reach in this run */
+    for (int i = np; i < np + 8 && i < ng; i++)
+        cr_assert(greedy[i] != 1000 && greedy[i] != 1001, "pick other ids for the test");
+    cJSON_ReplaceItemInObject(cfg, "eos_token_id", cJSON_CreateIntArray((const int[]){listed[0], listed[1]}, 2));
+    char *out = cJSON_Print(cfg), gen[128];
+    write_file(cfg_path, out, strlen(out));
+    snprintf(gen, sizeof gen, "{\"eos_token_id\": [%d, %d]}", (int)listed[1], (int)stop);
+    write_file(gen_path, gen, strlen(gen));
+    ecc_model *m;
+    cr_assert_eq(ecc_model_open(&m, dir), ECC_OK, "%s", ecc_last_error());
+    const int32_t *eos;
+    cr_assert_eq(ecc_model_eos_ids(m, &eos), 3); /* config's two, then generation_config's new one */
+    cr_expect(eos[0] == listed[0] && eos[1] == listed[1] && eos[2] == stop);
+    cr_expect_eq(ecc_model_config(m)->eos_token_id, listed[0]);
+    ecc_options o = cpu_options();
+    o.max_new_tokens = 8;
+    ecc_run *r;
+    cr_assert_eq(ecc_generate(&r, m, prompt, np, &o), ECC_OK, "%s", ecc_last_error());
+    cr_expect_eq(r->T, first + 1, "stopped after %d tokens", r->T - np);
+    cr_expect(r->stopped_at_eos);
+    ecc_run_free(r);
+    ecc_model_close(m);
+    /* an id outside the vocabulary is an error naming the file */
+    write_file(gen_path, "{\"eos_token_id\": [5, 99999]}", 28);
+    cr_expect_eq(ecc_model_open(&m, dir), ECC_ERR_FORMAT);
+    cr_expect(strstr(ecc_last_error(), "generation_config.json"), "%s", ecc_last_error());
+    cJSON_Delete(cfg);
+    free(out), free(text), free(cfg_path), free(gen_path), free(src), free(dir), free(prompt), free(greedy);
+}
