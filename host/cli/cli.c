@@ -42,7 +42,7 @@ void cli_notice(int quiet, const char *fmt, ...)
 
 int cli_lib_error(void) { return cli_error("%s", ecc_last_error()); }
 
-int cli_opt(cli_args *a, const char *name, const char **value)
+static int opt_value(cli_args *a, const char *name, const char **value, int allow_empty)
 {
     const char *arg = a->argv[a->i];
     size_t n = strlen(name);
@@ -60,12 +60,15 @@ int cli_opt(cli_args *a, const char *name, const char **value)
     }
     /* no option takes an empty value: `--model ""` would mean the default
      * model and `--out ""` the current directory, silently */
-    if (!**value) {
+    if (!**value && !allow_empty) {
         cli_error("%s is empty: give a value (see eccolo %s --help)", name, a->cmd);
         return -1;
     }
     return 1;
 }
+
+int cli_opt(cli_args *a, const char *name, const char **value) { return opt_value(a, name, value, 0); }
+int cli_opt_text(cli_args *a, const char *name, const char **value) { return opt_value(a, name, value, 1); }
 
 int cli_flag(cli_args *a, const char *name) { return strcmp(a->argv[a->i], name) == 0; }
 

@@ -28,6 +28,8 @@ typedef struct cli_args {
  * and return 1; 0 when it is another option; -1 (error printed) when the
  * value is missing or empty. */
 int cli_opt(cli_args *a, const char *name, const char **value);
+/* The same for an option whose empty value means something (tokenize --text ""). */
+int cli_opt_text(cli_args *a, const char *name, const char **value);
 /* A flag without value. */
 int cli_flag(cli_args *a, const char *name);
 /* Parse numbers with range checks; print the error and return -1 on failure. */

@@ -45,7 +45,7 @@ static int parse(tok_args *t, int argc, char **argv)
         }
         if ((r = cli_opt(&a, "--model", &v)))
             slot = &t->model;
-        else if ((r = cli_opt(&a, "--text", &v)))
+        else if ((r = cli_opt_text(&a, "--text", &v)))
             slot = &t->text;
         else if ((r = cli_opt(&a, "--text-file", &v)))
             slot = &t->text_file;
