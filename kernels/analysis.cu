@@ -1,6 +1,7 @@
-// The analysis ops (CCA, SVCCA, PWCCA; host/analysis/) on the GPU: double
-// precision cuBLAS products and cuSOLVER factorisations, with the CPU
-// backend's row-major contracts (host/backend/backend.h):
+// The analysis ops (host/analysis/) on the GPU: CKA's Gram matrix (cublasSsyrk),
+// and for CCA, SVCCA and PWCCA double precision cuBLAS products and cuSOLVER
+// factorisations, with the CPU backend's row-major contracts (host/backend/backend.h):
+//   gram       cublasSsyrk on the column-major view, then the other triangle copied
 //   dgemm      cublasDgemm on the column-major views (C^T = op(B)^T op(A)^T)
 //   eigh       cusolverDnDsyevd (eigenvectors as columns = rows of the row-major V)
 //   svd        cusolverDnDgesvd, which needs rows >= columns: the row-major
@@ -208,8 +209,36 @@ static ecc_status cu_orth_rows(ecc_backend *be, double *Q, const double *A, int 
     return status_of(be);
 }
 
+// K (T, T) row-major, upper triangle from cuBLAS (the column-major lower): copy it to the lower
+__global__ void mirror_upper_kernel(float *__restrict__ K, int T)
+{
+    const int64_t total = (int64_t)T * T;
+    ECC_GRID_STRIDE(idx, total)
+    {
+        const int64_t r = idx / T, c = idx % T;
+        if (r > c)
+            K[idx] = K[c * T + r];
+    }
+}
+
+// K (T, T) = X X^T: the column-major view of X (T, N) is X^T (N x T), so K = (X^T)^T X^T, a
+// transposed rank-N update; cuBLAS writes the column-major lower triangle, the row-major upper one.
+static void cu_gram(ecc_backend *be, float *K, const float *X, int T, int N)
+{
+    cuda_ctx *ctx = ctx_of(be);
+    if (!cu_ok(ctx) || T <= 0)
+        return;
+    const float one = 1.0f, zero = 0.0f;
+    if (!CUBLAS_CHECK(ctx, cublasSsyrk(ctx->blas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, T, N, &one, X, N > 1 ? N : 1,
+                                       &zero, K, T)))
+        return;
+    ECC_LAUNCH(mirror_upper_kernel, cu_grid(ctx, (int64_t)T * T, 256), 256, 0, ctx->stream)(K, T);
+    CU_LAUNCHED(ctx, "mirror_upper_kernel");
+}
+
 void ecc_cuda_register_analysis(ecc_backend *be)
 {
+    be->gram = cu_gram;
     be->dgemm = cu_dgemm;
     be->eigh = cu_eigh;
     be->svd = cu_svd;

@@ -44,21 +44,29 @@ static void *be_alloc(ecc_backend *be, size_t elems, size_t size, const char *wh
     return be->alloc(be, (elems ? elems : 1) * size, what);
 }
 
-/* mu (N) = the mean of each column of X (T, N), summed in double, row after row. */
+/* mu (N) = the mean of each column of X (T, N) (doubles Xd or floats Xf),
+ * summed in double, row after row: threads take blocks of columns, so the
+ * order, and the bits, do not depend on their number. */
 static void col_means(double *mu, const double *Xd, const float *Xf, int T, int N)
 {
-    memset(mu, 0, sizeof(double) * (size_t)N);
-    for (int t = 0; t < T; t++) {
-        const int64_t o = (int64_t)t * N;
-        if (Xd)
-            for (int j = 0; j < N; j++)
-                mu[j] += Xd[o + j];
-        else
-            for (int j = 0; j < N; j++)
-                mu[j] += (double)Xf[o + j];
+    enum { COLS = 256 };
+#pragma omp parallel for schedule(static)
+    for (int j0 = 0; j0 < N; j0 += COLS) {
+        const int j1 = ECC_MIN(N, j0 + COLS);
+        for (int j = j0; j < j1; j++)
+            mu[j] = 0;
+        for (int t = 0; t < T; t++) {
+            const int64_t o = (int64_t)t * N;
+            if (Xd)
+                for (int j = j0; j < j1; j++)
+                    mu[j] += Xd[o + j];
+            else
+                for (int j = j0; j < j1; j++)
+                    mu[j] += (double)Xf[o + j];
+        }
+        for (int j = j0; j < j1; j++)
+            mu[j] /= T;
     }
-    for (int j = 0; j < N; j++)
-        mu[j] /= T;
 }
 
 /* ---- the CCA family ------------------------------------------------------------ */
@@ -83,6 +91,7 @@ static ecc_status prep_cca(ecc_backend *be, prep *p, const double *X, int T, int
 
     /* np.cov: centre, then Xc^T Xc / (T - 1) */
     col_means(p->mu, X, NULL, T, N);
+#pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++)
         for (int j = 0; j < N; j++)
             Xc[(int64_t)t * N + j] = X[(int64_t)t * N + j] - p->mu[j];
@@ -334,9 +343,9 @@ done:
 
 int ecc_analysis_cka_gram(int64_t D, int64_t P, int64_t T, int64_t Na, int64_t Nb, size_t available)
 {
-    /* multiply-adds: Gram D T^2 N + pairs' dots; features: pairs Na Nb T + D N^2 T */
+    /* multiply-adds: Gram D T^2 N / 2 (a symmetric update) + pairs' dots; features: pairs Na Nb T + D N^2 T */
     const double Nm = (double)(Na > Nb ? Na : Nb);
-    const double gram = (double)D * T * T * Nm + (double)P * T * T;
+    const double gram = (double)D * T * T * Nm / 2 + (double)P * T * T;
     const double feat = (double)P * Na * Nb * T + (double)D * Nm * Nm * T;
     const double bytes = (double)D * T * T * sizeof(float);
     return gram <= feat && bytes <= (double)available / 2 && T * T < ((int64_t)1 << 31);
@@ -353,12 +362,13 @@ static ecc_status prep_cka(ecc_backend *be, prep *p, const float *X, int T, int 
     ecc_status st = mu && Xc && dX && dK ? ECC_OK : ECC_ERR_NOMEM;
     if (st == ECC_OK) {
         col_means(mu, NULL, X, T, N);
+#pragma omp parallel for schedule(static)
         for (int t = 0; t < T; t++)
             for (int j = 0; j < N; j++)
                 Xc[(int64_t)t * N + j] = (float)((double)X[(int64_t)t * N + j] - mu[j]);
         be->upload(be, dX, Xc, sizeof(float) * TN);
         if (gram) { /* K (T, T) = Xc Xc^T */
-            be->gemm(be, dK, dX, dX, T, T, N, 0, 1, 1.0f, 0.0f);
+            be->gram(be, dK, dX, T, N);
             p->norm2 = be->dot(be, dK, dK, (int64_t)T * T);
         } else { /* Xc^T Xc (N, N) */
             be->gemm(be, dK, dX, dX, N, N, T, 1, 0, 1.0f, 0.0f);
@@ -401,7 +411,12 @@ static ecc_status pair_cka(ecc_backend *be, double *value, const prep *pa, const
 
 static ecc_status check_finite(const float *x, int L, int T, int N, const char *name)
 {
-    for (int l = 0; l < L; l++)
+    const int64_t n = (int64_t)L * T * N;
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad)
+    for (int64_t i = 0; i < n; i++)
+        bad |= !isfinite(x[i]);
+    for (int l = 0; bad && l < L; l++) /* where: for the message */
         for (int t = 0; t < T; t++)
             for (int j = 0; j < N; j++)
                 if (!isfinite(x[((int64_t)l * T + t) * N + j]))

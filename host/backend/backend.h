@@ -191,7 +191,7 @@ struct ecc_backend {
     /* sum of a[i] * b[i] over n values, accumulated in double in a fixed order */
     double (*dot)(ecc_backend *be, const float *a, const float *b, int64_t n);
 
-    /* ---- analysis: CCA, SVCCA, PWCCA (host/analysis/) ----
+    /* ---- analysis: CCA, SVCCA, PWCCA, CKA (host/analysis/) ----
      *
      * Double-precision linear algebra, row-major like gemm (Ecco's numpy
      * computes these in float64). The factorisations can fail to converge, so
@@ -213,6 +213,11 @@ struct ecc_backend {
      * not NULL the left singular vectors U (m, k) (column j belongs to s[j]).
      * A is not modified. */
     ecc_status (*svd)(ecc_backend *be, double *s, double *U, const double *A, int m, int n);
+
+    /* CKA's Gram matrix: K (T, T) = X X^T for X (T, N), both triangles
+     * written; float products, like gemm (a symmetric rank-k update: half a
+     * gemm's work) */
+    void (*gram)(ecc_backend *be, float *K, const float *X, int T, int N);
 
     /* Q (n, m): orthonormal rows spanning the rows of A (n, m), n <= m, in
      * Gram-Schmidt order (rows 0..k of Q span rows 0..k of A): the Q of the

@@ -1,5 +1,5 @@
-// A CPU emulation of the double-precision cuBLAS and cuSOLVER (dense) calls
-// that kernels/analysis.cu makes, for the GPU tests without a GPU (see
+// A CPU emulation of the cuBLAS calls beyond cuda_emu.h's (Dgemm, Ssyrk) and
+// the cuSOLVER (dense) calls that kernels/analysis.cu makes, for the GPU tests without a GPU (see
 // cuda_emu.h, which this extends). Each call checks its arguments as the CUDA
 // library documents them -- including cuSOLVER's own limits, such as gesvd's
 // m >= n and workspaces at least the size its _bufferSize returned -- and then
@@ -42,6 +42,26 @@ inline cublasStatus_t cublasDgemm(cublasHandle_t h, cublasOperation_t ta, cublas
     return CUBLAS_STATUS_SUCCESS;
 }
 
+typedef enum { CUBLAS_FILL_MODE_LOWER = 0, CUBLAS_FILL_MODE_UPPER = 1 } cublasFillMode_t;
+
+inline cublasStatus_t cublasSsyrk(cublasHandle_t h, cublasFillMode_t uplo, cublasOperation_t trans, int n, int k,
+                                  const float *alpha, const float *A, int lda, const float *beta, float *C, int ldc)
+{
+    const int arows = trans == CUBLAS_OP_N ? n : k;
+    if (!h || n < 0 || k < 0 || lda < std::max(1, arows) || ldc < std::max(1, n)) {
+        fprintf(stderr, "cusolver_emu: cublasSsyrk: invalid arguments n=%d k=%d lda=%d ldc=%d\n", n, k, lda, ldc);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    if (*beta == 0) // not read when beta = 0; only the triangle is written, as cuBLAS
+        for (int col = 0; col < n; col++)
+            for (int r = uplo == CUBLAS_FILL_MODE_LOWER ? col : 0; r < (uplo == CUBLAS_FILL_MODE_LOWER ? n : col + 1); r++)
+                C[(int64_t)col * ldc + r] = 0.0f;
+    if (n > 0 && k > 0)
+        cblas_ssyrk(CblasColMajor, uplo == CUBLAS_FILL_MODE_LOWER ? CblasLower : CblasUpper,
+                    trans == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, n, k, *alpha, A, lda, *beta, C, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 // ---- cuSOLVER (dense) ----------------------------------------------------------------
 
 typedef enum {
@@ -53,7 +73,6 @@ typedef enum {
 } cusolverStatus_t;
 typedef struct ecc_emu_solver *cusolverDnHandle_t;
 typedef enum { CUSOLVER_EIG_MODE_NOVECTOR = 0, CUSOLVER_EIG_MODE_VECTOR = 1 } cusolverEigMode_t;
-typedef enum { CUBLAS_FILL_MODE_LOWER = 0, CUBLAS_FILL_MODE_UPPER = 1 } cublasFillMode_t;
 
 inline cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t *h)
 {

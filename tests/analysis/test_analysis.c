@@ -301,6 +301,35 @@ Test(analysis, cka_routes_agree)
     free(r2);
 }
 
+/* The CPU's Gram op against float64 sums: within fp32 rounding, both triangles, exactly symmetric. */
+Test(analysis, gram_op_is_x_xt)
+{
+    ecc_backend *be = cpu();
+    const int T = 70, N = 300;
+    float *X = malloc(sizeof(float) * T * N), *K = malloc(sizeof(float) * T * T);
+    uint64_t st = 7;
+    for (int i = 0; i < T * N; i++)
+        X[i] = (float)(test_uniform(&st) - 0.3);
+    for (int i = 0; i < T * T; i++)
+        K[i] = NAN; /* poisoned: every entry must be written */
+    be->gram(be, K, X, T, N);
+    double worst = 0;
+    for (int i = 0; i < T; i++)
+        for (int j = 0; j < T; j++) {
+            double s = 0, a = 0;
+            for (int k = 0; k < N; k++) {
+                s += (double)X[i * N + k] * X[j * N + k];
+                a += fabs((double)X[i * N + k] * X[j * N + k]);
+            }
+            cr_assert(K[i * T + j] == K[j * T + i], "K[%d][%d] != K[%d][%d]", i, j, j, i);
+            worst = fmax(worst, fabs(K[i * T + j] - s) / a); /* relative to the sum of |terms| */
+        }
+    cr_expect(worst <= 1e-5, "gram: error %.2e of the sum of |terms| (fp32 over %d terms)", worst, N);
+    be->destroy(be);
+    free(X);
+    free(K);
+}
+
 /* Bad input: one-line errors that say what to do. */
 Test(analysis, bad_input_is_refused)
 {

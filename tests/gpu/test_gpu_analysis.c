@@ -77,6 +77,29 @@ Test(gpu_analysis, dgemm_all_transposes)
     c->destroy(c);
 }
 
+Test(gpu_analysis, gram_matches_the_cpu)
+{
+    ecc_backend *g = gpu_backend(ECC_PRECISION_FP32), *c = cpu_backend();
+    static const int shapes[][2] = {{1, 1}, {37, 53}, {130, 300}, {300, 20}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int T = shapes[si][0], N = shapes[si][1];
+        float *X = gt_rand((size_t)T * N, 1.0), *Kc = malloc(sizeof(float) * T * T), *Kg = malloc(sizeof(float) * T * T);
+        c->gram(c, Kc, X, T, N);
+        dbuf dX, dK;
+        float *x = dfrom(&dX, g, X, sizeof(float) * T * N), *k = dnew(&dK, g, sizeof(float) * T * T);
+        g->gram(g, k, x, T, N);
+        dget(&dK, Kg, "gram");
+        GT_EXPECT_NSE(Kg, Kc, (size_t)T * T, 1e-12, "gram T %d N %d", T, N); /* fp32 sums of N products */
+        for (int i = 0; i < T; i++)
+            for (int j = 0; j < i; j++)
+                cr_assert(Kg[i * T + j] == Kg[j * T + i], "gram T %d: K[%d][%d] != K[%d][%d]", T, i, j, j, i);
+        dfree(&dX), dfree(&dK);
+        free(X), free(Kc), free(Kg);
+    }
+    g->destroy(g);
+    c->destroy(c);
+}
+
 Test(gpu_analysis, eigh_matches_the_cpu)
 {
     ecc_backend *g = gpu_backend(ECC_PRECISION_FP32), *c = cpu_backend();

@@ -1,11 +1,12 @@
-/* The CPU backend's analysis ops (CCA, SVCCA, PWCCA; host/analysis/): double
- * precision products (OpenBLAS dgemm) and LAPACK factorisations, the
+/* The CPU backend's analysis ops (host/analysis/): CKA's Gram matrix (OpenBLAS
+ * ssyrk), and for CCA, SVCCA and PWCCA double precision products (dgemm) and LAPACK factorisations, the
  * routines numpy.linalg calls: dsyevd (eigh), dgesdd (svd), dgeqrf + dorgqr
  * (qr). Row-major operands are handed to column-major LAPACK as their
  * transposes, which is what each op's contract is written around, so no op
  * copies a matrix transposed. */
 #include <cblas.h>
 #include <lapacke.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,8 +81,19 @@ static ecc_status cpu_orth_rows(ecc_backend *be, double *Q, const double *A, int
     return st;
 }
 
+/* ssyrk fills the upper triangle; the lower one is copied from it. */
+static void cpu_gram(ecc_backend *be, float *K, const float *X, int T, int N)
+{
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, T, N, 1.0f, X, N, 0.0f, K, T);
+#pragma omp parallel for schedule(static)
+    for (int i = 1; i < T; i++)
+        for (int j = 0; j < i; j++)
+            K[(int64_t)i * T + j] = K[(int64_t)j * T + i];
+}
+
 void ecc_cpu_register_analysis(ecc_backend *be)
 {
+    be->gram = cpu_gram;
     be->dgemm = cpu_dgemm;
     be->eigh = cpu_eigh;
     be->svd = cpu_svd;
