@@ -266,7 +266,7 @@ static cJSON *layer_list(int from, int n)
     return a;
 }
 
-ecc_status ecc_compare_write_json(const ecc_compare_result *r, const char *path)
+cJSON *ecc_compare_json(const ecc_compare_result *r)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "method", ecc_compare_method_name(r->method));
@@ -287,7 +287,13 @@ ecc_status ecc_compare_write_json(const ecc_compare_result *r, const char *path)
         }
         cJSON_AddItemToArray(vals, row);
     }
-    char *text = cJSON_Print(j);
+    return j;
+}
+
+ecc_status ecc_compare_write_json(const ecc_compare_result *r, const char *path)
+{
+    cJSON *j = ecc_compare_json(r);
+    char *text = j ? cJSON_Print(j) : NULL;
     cJSON_Delete(j);
     if (!text)
         return ecc_fail(ECC_ERR_NOMEM, "compare: out of memory printing the JSON");

@@ -41,7 +41,8 @@ void ecc_compare_result_free(ecc_compare_result *r);
 const char *ecc_compare_what_name(ecc_compare_what w); /* "activations", "hidden_states" */
 
 /* {"method", "what", "tokens", "dims" (svcca), "a", "b", "layers_a", "layers_b",
- * "values": [[...]]} (NaN as null), written atomically. */
+ * "values": [[...]]} (NaN as null); written atomically by ecc_compare_write_json. */
+struct cJSON *ecc_compare_json(const ecc_compare_result *r);
 ecc_status ecc_compare_write_json(const ecc_compare_result *r, const char *path);
 /* A self-contained heatmap page in the report's style (compare_html.c). */
 ecc_status ecc_compare_write_html(const ecc_compare_result *r, const char *path);

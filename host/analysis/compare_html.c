@@ -3,7 +3,6 @@
  * values as JSON), written atomically. Every '<' of the JSON is written as
  * \u003c, so no path can close the <script> element that holds it. */
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,32 +13,15 @@
 extern const unsigned char ecc_report_css[], ecc_compare_html[], ecc_compare_js[];
 extern const size_t ecc_report_css_len, ecc_compare_html_len, ecc_compare_js_len;
 
+/* The JSON of --out, and what the page shows besides. */
 static cJSON *meta_json(const ecc_compare_result *r)
 {
-    cJSON *m = cJSON_CreateObject();
+    cJSON *m = ecc_compare_json(r);
     cJSON_AddStringToObject(m, "eccolo_version", ecc_version());
-    cJSON_AddStringToObject(m, "method", ecc_compare_method_name(r->method));
-    cJSON_AddStringToObject(m, "what", ecc_compare_what_name(r->what));
-    cJSON_AddNumberToObject(m, "tokens", r->T);
-    cJSON_AddNumberToObject(m, "dims", r->dims);
-    cJSON_AddStringToObject(m, "a", r->a);
-    cJSON_AddStringToObject(m, "b", r->b);
     cJSON_AddNumberToObject(m, "runs_a", r->runs_a);
     cJSON_AddNumberToObject(m, "runs_b", r->runs_b);
-    cJSON *la = cJSON_AddArrayToObject(m, "layers_a"), *lb = cJSON_AddArrayToObject(m, "layers_b");
-    for (int i = 0; i < r->La; i++)
-        cJSON_AddItemToArray(la, cJSON_CreateNumber(r->a_from + i));
-    for (int k = 0; k < r->Lb; k++)
-        cJSON_AddItemToArray(lb, cJSON_CreateNumber(r->b_from + k));
-    cJSON *vals = cJSON_AddArrayToObject(m, "values");
-    for (int i = 0; i < r->La; i++) {
-        cJSON *row = cJSON_CreateArray();
-        for (int k = 0; k < r->Lb; k++) {
-            const double v = r->values[(int64_t)i * r->Lb + k];
-            cJSON_AddItemToArray(row, isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull());
-        }
-        cJSON_AddItemToArray(vals, row);
-    }
+    if (!cJSON_GetObjectItem(m, "dims"))
+        cJSON_AddNumberToObject(m, "dims", r->dims);
     return m;
 }
 

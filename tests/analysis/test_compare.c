@@ -130,6 +130,7 @@ Test(compare, layer_ranges_and_one_side)
     const char *args[] = {"compare", a, "--method", "cca", "--layers-a", "2:5", "--layers-b", "9:12", "--out", json,
                           "--quiet", NULL};
     cr_assert_eq(run_cli(NULL, &err, args), 0, "%s", err);
+    free(err);
     cJSON *j = slurp_json(json);
     cr_expect_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "layers_a"), 0)->valueint, 2);
     cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "layers_a")), 3);
