@@ -194,6 +194,58 @@ void ecc_run_mark_added(ecc_run *r, int n_front, int n_back);
  * text is recorded as given (may be NULL when ids were given). */
 ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *prompt_text, const char *dir);
 
+/* ---- comparing representations (Ecco's ecco.analysis) ------------------ */
+
+/* How similar two sets of activations over the same T tokens are, as Ecco
+ * 0.1.2's ecco.analysis computes it (with Google's SVCCA code): 1 when one is
+ * a linear transform of the other (an orthogonal one, for cka), towards 0 when
+ * they are unrelated. acts1 (n1, T) and acts2 (n2, T) are in Ecco's layout
+ * (neurons, tokens), row-major. Computed on the CPU, in float64 where Ecco's
+ * numpy is (cka: float32 products summed in float64, as Ecco's float32 path).
+ *   cca    mean canonical correlation (those making up 98 % of the sum); n1, n2 < T
+ *   svcca  CCA of each side's top `dims` singular directions (Ecco's default 20),
+ *          dims <= n1, n2 and dims < T; the mean of all canonical correlations
+ *   pwcca  projection-weighted CCA (Ecco's default epsilon 1e-10); n1, n2 < T
+ *   cka    linear centred kernel alignment; any n1, n2
+ * cca and svcca regularise with Ecco's epsilon, 1e-10. Names and argument
+ * order follow ecco.analysis: cca(acts1, acts2), svcca(acts1, acts2, dims),
+ * pwcca(acts1, acts2, epsilon), cka(acts1, acts2). */
+ecc_status ecc_cca(double *score, const float *acts1, const float *acts2, int n1, int n2, int T);
+ecc_status ecc_svcca(double *score, const float *acts1, const float *acts2, int dims, int n1, int n2, int T);
+ecc_status ecc_pwcca(double *score, const float *acts1, const float *acts2, double epsilon, int n1, int n2, int T);
+ecc_status ecc_cka(double *score, const float *acts1, const float *acts2, int n1, int n2, int T);
+
+typedef enum ecc_compare_method {
+    ECC_COMPARE_CCA = 0,
+    ECC_COMPARE_SVCCA = 1,
+    ECC_COMPARE_PWCCA = 2,
+    ECC_COMPARE_CKA = 3,
+} ecc_compare_method;
+
+typedef struct ecc_compare_options {
+    ecc_compare_method method; /* default CKA */
+    int dims;                  /* svcca: singular directions kept, default 20 */
+    double epsilon;            /* cca, svcca, pwcca: default 1e-10 */
+    ecc_device device;         /* default AUTO */
+    int threads;               /* 0 = library default */
+} ecc_compare_options;
+
+void ecc_compare_options_default(ecc_compare_options *o);
+/* "cca", "svcca", "pwcca", "cka" */
+const char *ecc_compare_method_name(ecc_compare_method m);
+
+/* Every layer of a against every layer of b over the same T tokens:
+ * values (La, Lb), row-major, values[i * Lb + j] comparing layer i of a with
+ * layer j of b. a (La, T, Na) and b (Lb, T, Nb) are in eccolo's layout
+ * (layer, token, neuron), as a run's `activations` and `hidden_states`
+ * tensors hold them. b may be a itself (same pointer and sizes): each layer
+ * is then prepared once and the symmetric methods computed once per pair.
+ * Each layer's preparation (centring, whitening, the Gram matrix) is done once,
+ * not once per pair. A constant layer gives 0 (cca, svcca, pwcca, as Ecco's
+ * cca) or NaN (cka, as Ecco). */
+ecc_status ecc_compare_layers(double *values, const float *a, const float *b, int La, int Lb, int Na, int Nb, int T,
+                              const ecc_compare_options *o);
+
 #ifdef __cplusplus
 }
 #endif

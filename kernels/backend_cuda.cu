@@ -182,6 +182,7 @@ extern "C" ecc_status ecc_backend_cuda_create(ecc_backend **out, int threads, ec
     ecc_cuda_register_sampling(be);
     ecc_cuda_register_explain(be);
     ecc_cuda_register_nmf(be);
+    ecc_cuda_register_analysis(be);
     if (!cu_ok(ctx))
         return create_fail(be, ctx);
     *out = be;

@@ -85,6 +85,9 @@ typedef struct cuda_ctx {
     // lens_stats with k > the shared-memory limit: per-block candidate lists
     unsigned long long *lens_scratch;
     size_t lens_scratch_elems;
+
+    // the analysis ops' cuSOLVER handle and buffers (analysis.cu), created on first use
+    void *analysis;
 } cuda_ctx;
 
 static inline cuda_ctx *ctx_of(ecc_backend *be) { return (cuda_ctx *)be->ctx; }
@@ -111,6 +114,8 @@ void ecc_cuda_register_gelu(ecc_backend *be);      // gelu.cu
 void ecc_cuda_register_sampling(ecc_backend *be);  // sampling.cu
 void ecc_cuda_register_explain(ecc_backend *be);   // explain.cu
 void ecc_cuda_register_nmf(ecc_backend *be);       // nmf.cu
+void ecc_cuda_register_analysis(ecc_backend *be);  // analysis.cu
+void ecc_cuda_free_analysis(cuda_ctx *ctx);        // analysis.cu: its handle and buffers
 void ecc_cuda_free_resources(cuda_ctx *ctx);  // memory.cu: everything the context holds
 
 // Row-major matrix product on the context's stream (matmul.cu):

@@ -333,6 +333,7 @@ void ecc_cuda_free_resources(cuda_ctx *ctx)
 {
     if (ctx->stream)
         (void)cudaStreamSynchronize(ctx->stream);
+    ecc_cuda_free_analysis(ctx);
     void *dev[] = {ctx->tiles, ctx->sort_keys, ctx->sort_keys2, ctx->sort_vals, ctx->sort_vals2, ctx->sort_tmp,
                    ctx->lens_scratch, ctx->d_small, ctx->blas_ws};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)

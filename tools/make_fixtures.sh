@@ -5,6 +5,8 @@
 #   tools/fixtures_ecco.py       explain_reference.{safetensors,json} in tiny-gpt2/,
 #                                tiny-gpt2-f16/ and tiny-gpt2-deep/ (real Ecco 0.1.2)
 #   tools/fixtures_nmf.py        nmf_reference.safetensors (scikit-learn) in the same dirs
+#   tools/fixtures_analysis.py   analysis_reference.safetensors (Ecco 0.1.2's ecco.analysis on
+#                                the explain references' activations and hidden states)
 # Not run here: tools/fixtures_padded.py (tiny-gpt2-padded/) needs transformers 5
 # (tools/requirements-padded.txt); run it in a venv with those versions.
 # Needs python3 with venv (Debian 12: apt-get install python3-venv) and PyPI.
@@ -46,6 +48,8 @@ echo "== tools/fixtures_ecco.py"
 MPLBACKEND=Agg "$PY" tools/fixtures_ecco.py
 echo "== tools/fixtures_nmf.py"
 "$PY" tools/fixtures_nmf.py
+echo "== tools/fixtures_analysis.py"
+"$PY" tools/fixtures_analysis.py
 
 echo "== wrote tests/fixtures:"
 find tests/fixtures -type f -print0 | sort -z | xargs -0 ls -l | awk '{printf "%10d  %s\n", $5, $9}'

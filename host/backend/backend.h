@@ -195,6 +195,39 @@ struct ecc_backend {
 
     /* sum of a[i] * b[i] over n values, accumulated in double in a fixed order */
     double (*dot)(ecc_backend *be, const float *a, const float *b, int64_t n);
+
+    /* ---- analysis: CCA, SVCCA, PWCCA, CKA (host/analysis/) ----
+     *
+     * Double-precision linear algebra, row-major like gemm (Ecco's numpy
+     * computes these in float64). The factorisations can fail to converge, so
+     * they return a status (ECC_OK, or an error with ecc_last_error() set, which
+     * also reports an earlier op's failure as be->status does). Matrices are
+     * backend memory; the eigenvalues w and singular values s are host memory.
+     * The signs of the vectors they return are the backend's own (callers use
+     * only sign-free quantities: V f(w) V^T, subspaces, |.|). */
+
+    /* out (M, N) = alpha op(A) op(B) + beta out, as gemm, in double */
+    void (*dgemm)(ecc_backend *be, double *out, const double *A, const double *B, int M, int N, int K, int transA,
+                  int transB, double alpha, double beta);
+
+    /* Symmetric eigendecomposition of A (n, n): w (n) ascending, V (n, n) with
+     * row k the unit eigenvector of w[k]. A is not modified. */
+    ecc_status (*eigh)(ecc_backend *be, double *w, double *V, const double *A, int n);
+
+    /* Singular values s (k = min(m, n), descending) of A (m, n), and when U is
+     * not NULL the left singular vectors U (m, k) (column j belongs to s[j]).
+     * A is not modified. */
+    ecc_status (*svd)(ecc_backend *be, double *s, double *U, const double *A, int m, int n);
+
+    /* CKA's Gram matrix: K (T, T) = X X^T for X (T, N), both triangles
+     * written; float products, like gemm (a symmetric rank-k update: half a
+     * gemm's work) */
+    void (*gram)(ecc_backend *be, float *K, const float *X, int T, int N);
+
+    /* Q (n, m): orthonormal rows spanning the rows of A (n, m), n <= m, in
+     * Gram-Schmidt order (rows 0..k of Q span rows 0..k of A): the Q of the
+     * Householder QR of A^T, as numpy.linalg.qr(A.T) returns it (transposed). */
+    ecc_status (*orth_rows)(ecc_backend *be, double *Q, const double *A, int n, int m);
 };
 
 /* Create the backend for a device. AUTO picks CUDA when a usable GPU is there

@@ -310,6 +310,7 @@ static void usage(FILE *f)
             "  batch      generate and explain thousands of prompts from a JSONL file, resumably\n"
             "  nmf        factorise the activations of runs (NMF), as Ecco groups neurons\n"
             "  report     write the interactive HTML views of a run (saliency, NMF, rankings, ...)\n"
+            "  compare    compare the layers of two runs or batches (CCA, SVCCA, PWCCA, CKA)\n"
             "  submit     run a batch as a Slurm array job, one task per shard; resubmit failed shards\n"
             "  status     the state of each shard of a submitted batch (Slurm and manifest)\n"
             "  info       build options, BLAS, CUDA devices, the default model\n"
@@ -399,6 +400,8 @@ static int dispatch(int argc, char **argv)
         return cmd_nmf(argc - 1, argv + 1);
     if (!strcmp(cmd, "report"))
         return cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "compare"))
+        return cmd_compare(argc - 1, argv + 1);
     if (!strcmp(cmd, "submit"))
         return cmd_submit(argc - 1, argv + 1);
     if (!strcmp(cmd, "status"))

@@ -78,6 +78,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_nmf(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_compare(int argc, char **argv); /* cli_compare.c */
 int cmd_submit(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 

@@ -347,6 +347,7 @@ ecc_status ecc_backend_cpu_create(ecc_backend **out, int threads)
     be->pick = cpu_pick;
     ecc_cpu_register_explain(be);
     ecc_cpu_register_nmf(be);
+    ecc_cpu_register_analysis(be);
     *out = be;
     return ECC_OK;
 }

@@ -20,5 +20,6 @@
 float *ecc_cpu_scratch(ecc_backend *be);
 void ecc_cpu_register_explain(ecc_backend *be);
 void ecc_cpu_register_nmf(ecc_backend *be);
+void ecc_cpu_register_analysis(ecc_backend *be); /* backend_cpu_analysis.c */
 
 #endif
