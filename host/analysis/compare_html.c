@@ -25,7 +25,6 @@ static cJSON *meta_json(const ecc_compare_result *r)
     return m;
 }
 
-static int put(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n; }
 
 ecc_status ecc_compare_write_html(const ecc_compare_result *r, const char *path)
 {
@@ -40,30 +39,27 @@ ecc_status ecc_compare_write_html(const ecc_compare_result *r, const char *path)
     for (const char *p = (const char *)ecc_compare_html; ok && s == ECC_OK;) {
         const char *open = strstr(p, "{{");
         if (!open) {
-            ok = put(af.f, p, strlen(p));
+            ok = ecc_atomic_write(&af, p, strlen(p));
             break;
         }
-        ok = put(af.f, p, (size_t)(open - p));
+        ok = ecc_atomic_write(&af, p, (size_t)(open - p));
         const char *name = open + 2;
         if (!strncmp(name, "CSS}}", 5)) {
-            ok = ok && put(af.f, ecc_report_css, ecc_report_css_len);
+            ok = ok && ecc_atomic_write(&af, ecc_report_css, ecc_report_css_len);
         } else if (!strncmp(name, "JS}}", 4)) {
-            ok = ok && put(af.f, ecc_compare_js, ecc_compare_js_len);
+            ok = ok && ecc_atomic_write(&af, ecc_compare_js, ecc_compare_js_len);
         } else if (!strncmp(name, "META}}", 6)) {
             for (const char *q = json; ok && *q; q++)
-                ok = *q == '<' ? put(af.f, "\\u003c", 6) : put(af.f, q, 1);
+                ok = *q == '<' ? ecc_atomic_write(&af, "\\u003c", 6) : ecc_atomic_write(&af, q, 1);
         } else {
             s = ecc_fail(ECC_ERR_FORMAT, "compare template: unknown placeholder at '%.20s' (a build problem)", open);
         }
         const char *close = strstr(name, "}}");
         p = close ? close + 2 : name;
     }
-    if (s == ECC_OK && !ok)
-        s = ecc_fail(ECC_ERR_IO, "%s: write failed (disk full?)", path);
-    if (af.f) {
-        ecc_status cs = ecc_atomic_commit(&af, s == ECC_OK);
-        s = s == ECC_OK ? cs : s;
-    }
+    (void)ok; /* a failed write is recorded in af and reported by the commit */
+    if (af.f)
+        s = s == ECC_OK ? ecc_atomic_commit(&af) : (ecc_atomic_abort(&af), s);
     free(json);
     return s;
 }
