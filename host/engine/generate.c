@@ -12,6 +12,7 @@
 #include "engine/forward.h"
 #include "model/model.h"
 #include "engine/run.h"
+#include "engine/run_api.h"
 #include "util.h"
 
 void ecc_options_default(ecc_options *o)
@@ -93,6 +94,7 @@ void ecc_run_free(ecc_run *r)
     free(r->cont);
     free(r->ids);
     free(r->logprobs);
+    ecc_run_extra_free(r->extra);
     free(r);
 }
 
