@@ -8,8 +8,8 @@
  * through textContent, never as HTML.
  *
  * The URL hash drives tests and links: #view=rankings shows a view, with options
- * method=ig, detailed=1, token=G (saliency, rankings: generated token G; attention: query
- * position), layer=L, head=H (attention, neurons); META.show (written by the library's
+ * method=ig, detailed=1, token=G, ignore=0,3 (saliency: positions left unshaded), token=G
+ * (rankings: generated token G; attention: query position), layer=L, head=H (attention, neurons); META.show (written by the library's
  * in-memory pages, ecc_run_report_html) gives the same keys when the hash does not;
  * #test=all (or saliency:5[:detailed], nmf, rankings:3, neurons, attention, load) runs a
  * scripted self-check after load and writes its JSON into <pre id="test-result">. */
@@ -181,6 +181,7 @@
     let method = methods.findIndex((m) => m.name === 'grad_x_input');
     if (method < 0) method = 0;
     let spans = null, selected = -1, pinned = false;
+    const ignore = new Set(); // positions left unshaded (Ecco's ignore_tokens)
     // row g (packed lower triangle) starts at g·n0 + g(g−1)/2
     const rowStart = (g) => g * N0 + (g * (g - 1)) / 2;
 
@@ -228,6 +229,7 @@
         $('sal-detailed').checked = true;
         $('sal-text').classList.add('detailed');
       }
+      for (const j of (opt('ignore') || '').split(',')) if (j !== '') ignore.add(+j);
       const g = opt('token');
       if (g !== null && +g >= 0 && +g < G) { pinned = true; v.select(+g); }
     };
@@ -239,12 +241,14 @@
       if (!spans) return;
       const m = methods[method];
       const n = g < 0 ? 0 : N0 + g;
+      let top = 0; // shading is scaled to the row's maximum over the positions not ignored
+      for (let j = 0; j < n; j++) if (!ignore.has(j)) top = Math.max(top, m.q[rowStart(g) + j] / 65535);
       for (let j = 0; j < T; j++) {
         const s = spans[j];
         s.classList.toggle('target', j === n && g >= 0);
         if (j < n) {
           const q = m.q[rowStart(g) + j] / 65535, val = q * m.rowmax[g];
-          shade(s, RGB, q);
+          shade(s, RGB, ignore.has(j) || !(top > 0) ? 0 : q / top);
           s.dataset.v = (val * 100).toFixed(1);
           s.title = `${m.name}: ${fmt(val)} (${(val * 100).toFixed(2)} % of the attribution of ${quote(TOKENS[n])})\n` +
             tokenTitle(j);
