@@ -95,6 +95,11 @@ def from_pretrained(hf_model_id=None, model_config=None, activations=False, atte
               load_seconds=time.perf_counter() - t0)
 
 
+def _random_seed():
+    # below 2**53, so that run.json (a JSON number) records it exactly
+    return int.from_bytes(os.urandom(8), "little") >> 11
+
+
 def _shared(settings):
     return {k: v for k, v in settings.items() if k in _SHARED}
 
@@ -133,6 +138,7 @@ class LM:
         self.target = target
         self.lens = lens
         self._load_seconds = load_seconds
+        self._notice = None
         self._layers = _layer_range(self.collect_activations_layer_nums, self.n_layer)
         # options are checked now, so that a bad one fails here rather than at the first generate()
         self._options({})
@@ -212,8 +218,9 @@ class LM:
         lib.ecc_run_add_timing(run.ptr, b"load", self._load_seconds)
         _lib.check(lib.ecc_run_describe(run.ptr, self._model.ptr, _lib.enc(prompt_text)))
         notice = _lib.text(lib.ecc_run_notice(run.ptr))
-        if notice and self.verbose:
+        if notice and self.verbose and notice != self._notice:  # once per LM
             warnings.warn("eccolo: " + notice, stacklevel=3)
+        self._notice = notice
 
     def _methods(self, attribution):
         if isinstance(attribution, str):
@@ -254,7 +261,7 @@ class LM:
         if do_sample:
             seed = settings.pop("seed", None)
             if seed is None:
-                seed = int.from_bytes(os.urandom(8), "little") >> 1
+                seed = _random_seed()
             settings.update({"sample": True, "seed": str(int(seed)),
                              "temperature": repr(float(1.0 if temperature is None else temperature)),
                              "top-k": str(int(50 if top_k is None else top_k)),
@@ -348,7 +355,7 @@ class LM:
         settings["max-new-tokens"] = str(int(generate))
         if do_sample:
             seed = settings.pop("seed", None)
-            settings.update({"sample": True, "seed": str(int.from_bytes(os.urandom(8), "little") >> 1
+            settings.update({"sample": True, "seed": str(_random_seed()
                                                          if seed is None else int(seed)),
                              "temperature": repr(float(1.0 if temperature is None else temperature)),
                              "top-k": str(int(50 if top_k is None else top_k)),

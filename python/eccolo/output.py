@@ -73,9 +73,9 @@ class OutputSeq:
         """Each token as the vocabulary spells it ('ĠTensor'), with a batch
         dimension, as Ecco (Hugging Face's convert_ids_to_tokens)."""
         if self._tokens is None:
-            if self._lm_obj is not None:
-                self._tokens = [self._lm_obj.tokenizer.convert_ids_to_tokens(self.token_ids[0])]
-            else:
+            try:
+                self._tokens = [self._lm.tokenizer.convert_ids_to_tokens(self.token_ids[0])]
+            except _lib.Error:  # a loaded run whose model is not here: the tokens' text
                 self._tokens = [list(self.info["tokens"])]
         return self._tokens
 
@@ -389,6 +389,24 @@ class OutputSeq:
         f = Factors.compute([self._run], n_components=k, from_layer=lo, to_layer=hi, **opts)
         self._factors = f
         return NMF(self, f)
+
+    def _display_text(self):
+        """In a notebook, the text (prompt, then the generated tokens in bold),
+        as Ecco's verbose generate() shows it; nothing elsewhere."""
+        try:
+            from IPython import get_ipython
+            from IPython.display import HTML, display
+        except ImportError:
+            return
+        shell = get_ipython()
+        if shell is None or not hasattr(shell, "kernel"):
+            return
+        import html
+        n = self.n_input_tokens
+        t = self.token_texts
+        display(HTML('<div class="eccolo-text" style="white-space:pre-wrap;font-family:monospace">'
+                     '<span style="color:#6b7280">%s</span><b>%s</b></div>'
+                     % (html.escape("".join(t[:n])), html.escape("".join(t[n:])))))
 
     def _lm_threads(self):
         return self._lm_obj.threads if self._lm_obj is not None else None
