@@ -241,14 +241,14 @@
       if (!spans) return;
       const m = methods[method];
       const n = g < 0 ? 0 : N0 + g;
-      let top = 0; // shading is scaled to the row's maximum over the positions not ignored
-      for (let j = 0; j < n; j++) if (!ignore.has(j)) top = Math.max(top, m.q[rowStart(g) + j] / 65535);
+      let rowTop = 0; // shading is scaled to the row's maximum over the positions not ignored
+      for (let j = 0; j < n; j++) if (!ignore.has(j)) rowTop = Math.max(rowTop, m.q[rowStart(g) + j] / 65535);
       for (let j = 0; j < T; j++) {
         const s = spans[j];
         s.classList.toggle('target', j === n && g >= 0);
         if (j < n) {
           const q = m.q[rowStart(g) + j] / 65535, val = q * m.rowmax[g];
-          shade(s, RGB, ignore.has(j) || !(top > 0) ? 0 : q / top);
+          shade(s, RGB, ignore.has(j) || !(rowTop > 0) ? 0 : q / rowTop);
           s.dataset.v = (val * 100).toFixed(1);
           s.title = `${m.name}: ${fmt(val)} (${(val * 100).toFixed(2)} % of the attribution of ${quote(TOKENS[n])})\n` +
             tokenTitle(j);

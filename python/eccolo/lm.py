@@ -5,7 +5,6 @@ GPU, and the precision of its matrix products."""
 import ctypes
 import os
 import time
-import warnings
 
 import numpy as np
 
@@ -138,7 +137,7 @@ class LM:
         self.target = target
         self.lens = lens
         self._load_seconds = load_seconds
-        self._notice = None
+        self.notice = ""
         self._layers = _layer_range(self.collect_activations_layer_nums, self.n_layer)
         # options are checked now, so that a bad one fails here rather than at the first generate()
         self._options({})
@@ -217,10 +216,8 @@ class LM:
     def _describe(self, run, prompt_text):
         lib.ecc_run_add_timing(run.ptr, b"load", self._load_seconds)
         _lib.check(lib.ecc_run_describe(run.ptr, self._model.ptr, _lib.enc(prompt_text)))
-        notice = _lib.text(lib.ecc_run_notice(run.ptr))
-        if notice and self.verbose and notice != self._notice:  # once per LM
-            warnings.warn("eccolo: " + notice, stacklevel=3)
-        self._notice = notice
+        # e.g. why device "auto" runs on the CPU: informational (Ecco too uses the CPU silently)
+        self.notice = _lib.text(lib.ecc_run_notice(run.ptr))
 
     def _methods(self, attribution):
         if isinstance(attribution, str):
