@@ -71,6 +71,15 @@ def check(status):
         raise error(status)
 
 
+def check_path(status, path):
+    """check() for a call given PATH: when the library calls it bad input
+    because PATH does not exist, the error is a FileError (an OSError), with
+    the same message."""
+    if status == InputError.status and path is not None and not os.path.exists(path):
+        raise FileError((lib.ecc_last_error() or b"").decode("utf-8", "replace"))
+    check(status)
+
+
 # ---- loading ------------------------------------------------------------------------
 
 def _candidates():

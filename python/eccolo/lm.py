@@ -86,7 +86,11 @@ def from_pretrained(hf_model_id=None, model_config=None, activations=False, atte
         device = "auto" if gpu else "cpu"
     t0 = time.perf_counter()
     p = ctypes.c_void_p()
-    _lib.check(lib.ecc_model_open(ctypes.byref(p), _lib.enc(os.fspath(name))))
+    name = os.fspath(name)
+    # a path (not a hub id such as "openai-community/gpt2"): absolute, relative to ".", or in a directory that exists
+    looks_like_path = os.path.isabs(name) or name.startswith(".") or (
+        os.sep in name and os.path.isdir(os.path.dirname(name)))
+    _lib.check_path(lib.ecc_model_open(ctypes.byref(p), _lib.enc(name)), name if looks_like_path else None)
     model = _lib.Handle(p.value, lib.ecc_model_close)
     return LM(model, hf_model_id if hf_model_id else name, config=model_config, activations=activations,
               attention=attention, hidden_states=hidden_states, activations_layer_nums=activations_layer_nums,

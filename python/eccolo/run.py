@@ -24,7 +24,7 @@ class Run:
     @classmethod
     def load(cls, path):
         p = ctypes.c_void_p()
-        _lib.check(lib.ecc_run_load(ctypes.byref(p), _lib.enc(str(path))))
+        _lib.check_path(lib.ecc_run_load(ctypes.byref(p), _lib.enc(str(path))), str(path))
         return cls(p.value)
 
     @property

@@ -62,6 +62,13 @@ def test_errors_are_exceptions_with_the_librarys_message(lm, tmp_path):
     assert "model.safetensors" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(ValueError, match="no run.json"):
         eccolo.load(str(bad))
+    # paths that do not exist: OSError, with the library's message
+    with pytest.raises(OSError, match="no such run directory"):
+        eccolo.load(str(tmp_path / "nowhere"))
+    with pytest.raises(OSError, match="no such directory"):
+        eccolo.from_pretrained(str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="not-a-model"):  # a hub id not in the cache: bad input
+        eccolo.from_pretrained("someone/not-a-model")
     out = lm.generate("Hello world", generate=2)
     out.save(tmp_path / "run")
     tf = tmp_path / "run" / "tensors.safetensors"
