@@ -52,7 +52,11 @@ static cJSON *params_json(const ecc_run *r)
         cJSON_AddNumberToObject(j, "temperature", o->temperature);
         cJSON_AddNumberToObject(j, "top_k", o->top_k);
         cJSON_AddNumberToObject(j, "top_p", o->top_p);
-        cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+        /* a JSON integer written digit for digit: as a double, seeds above 2^53 (and some above 2^52,
+         * which cJSON prints with 15 digits) would lose their last digits and not reproduce the text */
+        char seed[24];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+        cJSON_AddRawToObject(j, "seed", seed);
     }
     cJSON_AddBoolToObject(j, "stop_at_eos", o->stop_at_eos && !o->continuation_ids);
     return j;

@@ -99,8 +99,9 @@ def from_pretrained(hf_model_id=None, model_config=None, activations=False, atte
 
 
 def _random_seed():
-    # below 2**53, so that run.json (a JSON number) records it exactly
-    return int.from_bytes(os.urandom(8), "little") >> 11
+    # below 10**15: run.json records any seed exactly, but a loaded run keeps its description's
+    # numbers as doubles, which print exactly up to 15 digits
+    return int.from_bytes(os.urandom(8), "little") % 10 ** 15
 
 
 def _shared(settings):
