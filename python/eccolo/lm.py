@@ -104,6 +104,18 @@ def _random_seed():
     return int.from_bytes(os.urandom(8), "little") % 10 ** 15
 
 
+def _sampling(settings, do_sample, temperature, top_k, top_p):
+    """Sampling settings as Ecco's generate takes them (top_k 50 when not
+    given, as transformers' default); a seed is drawn when none is given."""
+    seed = settings.pop("seed", None)
+    if not do_sample:
+        return
+    settings.update({"sample": True, "seed": str(_random_seed() if seed is None else int(seed)),
+                     "temperature": repr(float(1.0 if temperature is None else temperature)),
+                     "top-k": str(int(50 if top_k is None else top_k)),
+                     "top-p": repr(float(1.0 if top_p is None else top_p))})
+
+
 def _shared(settings):
     return {k: v for k, v in settings.items() if k in _SHARED}
 
@@ -260,16 +272,7 @@ class LM:
         names, methods = self._methods(attribution)
         settings.update(self._explain_settings(methods, **extra))
         settings["max-new-tokens"] = str(max_length - n)
-        if do_sample:
-            seed = settings.pop("seed", None)
-            if seed is None:
-                seed = _random_seed()
-            settings.update({"sample": True, "seed": str(int(seed)),
-                             "temperature": repr(float(1.0 if temperature is None else temperature)),
-                             "top-k": str(int(50 if top_k is None else top_k)),
-                             "top-p": repr(float(1.0 if top_p is None else top_p))})
-        else:
-            settings.pop("seed", None)
+        _sampling(settings, do_sample, temperature, top_k, top_p)
         run = self._generate(prompt, settings, prompt_text=input_str)
         out = OutputSeq(self, run, dict(zip(names, methods)), prompt_text=input_str, settings=_shared(settings))
         if self.verbose:
@@ -355,13 +358,7 @@ class LM:
         names, methods = self._methods(attribution)
         settings.update(self._explain_settings(methods, **extra))
         settings["max-new-tokens"] = str(int(generate))
-        if do_sample:
-            seed = settings.pop("seed", None)
-            settings.update({"sample": True, "seed": str(_random_seed()
-                                                         if seed is None else int(seed)),
-                             "temperature": repr(float(1.0 if temperature is None else temperature)),
-                             "top-k": str(int(50 if top_k is None else top_k)),
-                             "top-p": repr(float(1.0 if top_p is None else top_p))})
+        _sampling(settings, do_sample, temperature, top_k, top_p)
         o = self._options(settings)
         keep = []
         req = (_lib.Request * max(len(prompts), 1))()

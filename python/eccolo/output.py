@@ -6,7 +6,6 @@ alive by the arrays themselves. Explanations the run lacks (an attribution
 method not asked for, rankings, attention, activations) are computed when a
 method first needs them, by a forced run over the same tokens, whose
 results equal those of a run that computed everything at once."""
-import json
 
 import numpy as np
 

@@ -5,7 +5,6 @@ those computed at once, lm(inputs), save and load, and the views' HTML."""
 import gc
 import html
 import json
-import os
 import re
 
 import numpy as np

@@ -5,7 +5,6 @@ check against PyTorch, real Ecco and scikit-learn) must give identical
 tensors, NMF factors and report pages. Everything runs on one CPU thread on
 both sides, so that the two use the same reduction order."""
 import json
-import os
 
 import numpy as np
 import pytest
