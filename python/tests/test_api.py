@@ -5,6 +5,7 @@ those computed at once, lm(inputs), save and load, and the views' HTML."""
 import gc
 import html
 import json
+import os
 import re
 
 import numpy as np
@@ -162,3 +163,33 @@ def test_views_are_the_report_page_in_an_iframe(lm, tmp_path):
     d = out.primary_attributions(printJson=True)
     assert len(d["attributions"]) == 6 and len(d["tokens"]) == out.n_tokens
     assert eccolo.NMF is not None and out.run_nmf(n_components=2).plot()._repr_html_().startswith("<svg")
+
+
+def test_the_installed_command_and_its_default_model():
+    """pip install puts the C program and the demo model inside the package; the eccolo command runs
+    that program with that model as its default (in a clone, the build's program and models/demo)."""
+    info = run_cli("info").stdout
+    default = re.search(r"default model: (.*)", info).group(1).strip()
+    assert os.path.isfile(os.path.join(default, "config.json")), info
+    if os.path.isdir(eccolo._lib.NATIVE):  # installed
+        assert default == os.path.join(eccolo._lib.NATIVE, "models", "demo")
+        assert eccolo.demo_model() == default
+    out = run_cli("generate", "--prompt", "Hello", "--max-new-tokens", 3, "--device", "cpu", "--quiet").stdout
+    assert out.startswith("Hello")
+
+
+def test_selected_layers_and_batch_errors():
+    deep = eccolo.from_pretrained(fixture("tiny-gpt2-deep"), activations=True, verbose=False, device="cpu",
+                                  threads=1)
+    every = deep.generate(PROMPT, generate=3).activations["decoder"]
+    assert every.shape[1] == 12  # numeric layer order, all of them
+    some = eccolo.from_pretrained(fixture("tiny-gpt2-deep"), activations=True, activations_layer_nums=[2, 5, 3],
+                                  verbose=False, device="cpu", threads=1)
+    a = some.generate(PROMPT, generate=3).activations["decoder"]
+    assert a.shape[1] == 3 and np.array_equal(a, every[:, [2, 3, 5]])
+    with pytest.raises(ValueError, match="activations_layer_nums"):
+        eccolo.from_pretrained(fixture("tiny-gpt2-deep"), activations=True, activations_layer_nums=[12])
+    # a batch with one request that cannot run: its error, and which one
+    with pytest.raises(ValueError) as e:
+        deep.batch(["Hello world", PROMPT * 20], generate=4)
+    assert e.value.index == 1 and "context" in str(e.value)
