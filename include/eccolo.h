@@ -245,6 +245,122 @@ const char *ecc_compare_method_name(ecc_compare_method m);
  * cca) or NaN (cka, as Ecco). */
 ecc_status ecc_compare_layers(double *values, const float *a, const float *b, int La, int Lb, int Na, int Nb, int T,
                               const ecc_compare_options *o);
+/* ==== In memory: model sizes, options by name, a run's tensors and tokens,
+ * NMF and the report page, saved runs ===================================
+ * For bindings (the Python package in python/eccolo) and for C programs that
+ * want results without a round trip through files. Sources: host/model/
+ * model_api.c, host/engine/options_api.c, host/engine/run_api.c,
+ * host/nmf/nmf_api.c, host/report/report_api.c. */
+
+/* Free memory the library returned (ecc_run_report_html's page). */
+void ecc_free(void *p);
+
+/* -- the model, without depending on ecc_config's layout -- */
+int ecc_model_n_layer(const ecc_model *m);     /* L */
+int ecc_model_n_head(const ecc_model *m);      /* NH */
+int ecc_model_n_embd(const ecc_model *m);      /* C */
+int ecc_model_n_inner(const ecc_model *m);     /* F */
+int ecc_model_n_positions(const ecc_model *m); /* the longest sequence */
+int ecc_model_vocab_size(const ecc_model *m);  /* V (rows of the embedding) */
+int ecc_model_n_tokens(const ecc_model *m);    /* ids the tokenizer knows (<= V) */
+int32_t ecc_model_eos_token_id(const ecc_model *m); /* -1 when none */
+const char *ecc_model_type(const ecc_model *m);  /* "gpt2" */
+const char *ecc_model_dtype(const ecc_model *m); /* storage: "F32", "F16", "BF16", "mixed" */
+/* The bytes token ID stands for (not NUL-terminated, *len bytes); NULL when
+ * ID is out of range. Valid while the model is open. */
+const uint8_t *ecc_token_bytes(const ecc_model *m, int32_t id, size_t *len);
+
+/* -- options by name --
+ * ecc_options_new gives default options (free with ecc_options_free);
+ * ecc_options_set sets one by its command-line name without "--" and its
+ * text, checked as the command line checks it, e.g. ("max-new-tokens", "35"),
+ * ("attribution", "grad_x_input,ig"), ("layers", "2:6"), ("activations", "1"),
+ * ("device", "cuda"), ("precision", "bf16"), ("mem-budget", "8G"). An unknown
+ * name or a bad value is ECC_ERR_INPUT, naming both. ecc_options_set_ids sets
+ * "continuation" or "watch" ids (borrowed: they must outlive the generate
+ * call; n = 0 clears). */
+ecc_options *ecc_options_new(void);
+void ecc_options_free(ecc_options *o);
+ecc_status ecc_options_set(ecc_options *o, const char *name, const char *value);
+ecc_status ecc_options_set_ids(ecc_options *o, const char *which, const int32_t *ids, int n);
+
+/* -- a run's description, tensors and tokens --
+ * ecc_run_describe records what a run needs to stand alone, as run.json holds
+ * it: the model's id, directory and config, the prompt text (may be NULL),
+ * each token's text, and a random run id; a run read by ecc_run_load has it.
+ * The calls below that need it fail with ECC_ERR_INPUT without it. */
+ecc_status ecc_run_describe(ecc_run *r, const ecc_model *m, const char *prompt_text);
+/* The description as JSON text (run.json without its file checks), valid
+ * until the next call on this run or ecc_run_free; NULL when not described. */
+const char *ecc_run_json(const ecc_run *r);
+/* Token i as the views show it (UTF-8), and whether it continues a word or
+ * holds part of a character; NULL when not described or i is out of range. */
+const char *ecc_run_token_text(const ecc_run *r, int i, int *partial);
+
+/* The run's named tensors, as tensors.safetensors holds them: token_ids I32
+ * [T], token_logprobs F32 [T - n_input], then attribution.<method> F32 [G, T],
+ * activations F32 [L', T, F], hidden_states, attention, rankings, ... (the
+ * README lists them). data is host memory owned by the run, C order, valid
+ * until ecc_run_free. */
+typedef struct ecc_tensor_info {
+    const char *name;
+    const char *dtype; /* "F32", "I32", ... as safetensors spells it */
+    int ndim;
+    int64_t shape[8];
+    const void *data;
+    size_t nbytes;
+} ecc_tensor_info;
+int ecc_run_n_tensors(const ecc_run *r);
+ecc_status ecc_run_tensor_at(const ecc_run *r, int i, ecc_tensor_info *out);
+/* By name; ECC_ERR_INPUT (listing the names there are) when absent. */
+ecc_status ecc_run_find_tensor(const ecc_run *r, const char *name, ecc_tensor_info *out);
+/* Move the tensors of SRC that DST lacks into DST (SRC keeps the others):
+ * both must hold the same tokens, and be described; DST's description then
+ * lists what was added. For explanations computed later over the same
+ * tokens (a forced run of DST's tokens). Existing tensors are never
+ * replaced, so pointers into DST stay valid. */
+ecc_status ecc_run_merge(ecc_run *dst, ecc_run *src);
+
+/* Write a described run as ecc_run_write does (DIR/run.json and
+ * DIR/tensors.safetensors), with its own run id; read one back (validated as
+ * eccolo report reads it). */
+ecc_status ecc_run_save(const ecc_run *r, const char *dir);
+ecc_status ecc_run_load(ecc_run **out, const char *dir);
+
+/* -- NMF of activations, in memory (as eccolo nmf computes it) -- */
+typedef struct ecc_factors ecc_factors;
+typedef struct ecc_nmf_request {
+    int n_components;         /* K, default 10 */
+    int layer_from, layer_to; /* layers [from, to); -1 = the range the runs captured */
+    const char *init;         /* "random" (default), "nndsvd", "nndsvda" */
+    const char *solver;       /* "mu" (default), "hals" */
+    int max_iter;             /* default 500 */
+    double tol;               /* default 1e-4 */
+    uint64_t seed;            /* default 0 */
+    ecc_device device;        /* default AUTO */
+    int threads;              /* 0 = library default */
+} ecc_nmf_request;
+void ecc_nmf_request_default(ecc_nmf_request *q);
+/* X = max(activations, 0) of the runs' positions (one run after another) x
+ * (layer, neuron) columns, X ~ W H. The runs must be described. */
+ecc_status ecc_nmf_compute(ecc_factors **out, const ecc_run *const *runs, int n_runs, const ecc_nmf_request *q);
+/* "factors" F32 [K, T_total] (W^T), "loadings" F32 [K, F'], "offsets" I32
+ * [runs + 1]; data owned by f. */
+ecc_status ecc_factors_tensor(const ecc_factors *f, const char *name, ecc_tensor_info *out);
+/* Metadata as nmf.safetensors holds it ("relative_error", "iterations",
+ * "layer_from", "layer_to", "init", "solver", ...); NULL when absent. */
+const char *ecc_factors_meta(const ecc_factors *f, const char *key);
+ecc_status ecc_factors_save(const ecc_factors *f, const char *path);
+ecc_status ecc_factors_load(ecc_factors **out, const char *path);
+void ecc_factors_free(ecc_factors *f);
+
+/* -- the report page, in memory --
+ * The self-contained page `eccolo report` writes, for a described run and
+ * optional factors (NULL: none); show (NULL or a JSON object) chooses what it
+ * opens on: {"view": "saliency"|"nmf"|"rankings"|"neurons"|"attention",
+ * "method": "ig", "detailed": true, "token": g, "layer": l, "head": h}.
+ * *html is NUL-terminated, *len bytes; free it with ecc_free. */
+ecc_status ecc_run_report_html(char **html, size_t *len, const ecc_run *r, const ecc_factors *nmf, const char *show);
 
 #ifdef __cplusplus
 }

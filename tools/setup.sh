@@ -9,7 +9,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${ECCOLO_BUILD_DIR:-$REPO/build}"
 
 PACKAGES=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev liblapacke-dev libcjson-dev libpcre2-dev
-          libcriterion-dev chromium slurm-wlm munge)
+          libcriterion-dev chromium slurm-wlm munge python3-venv)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

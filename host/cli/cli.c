@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "model/model.h"
+#include "engine/options_parse.h"
 #include "util.h"
 
 int cli_error(const char *fmt, ...)
@@ -74,41 +75,17 @@ int cli_flag(cli_args *a, const char *name) { return strcmp(a->argv[a->i], name)
 
 int cli_int(const char *opt, const char *s, long lo, long hi, int *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        cli_error("%s must be an integer from %ld to %ld (got '%s')", opt, lo, hi, s);
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
+    return ecc_parse_int(opt, s, lo, hi, out) == ECC_OK ? 0 : (cli_lib_error(), -1);
 }
 
 int cli_float(const char *opt, const char *s, double lo, double hi, float *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        cli_error("%s must be a number from %g to %g (got '%s')", opt, lo, hi, s);
-        return -1;
-    }
-    *out = (float)v;
-    return 0;
+    return ecc_parse_float(opt, s, lo, hi, out) == ECC_OK ? 0 : (cli_lib_error(), -1);
 }
 
 int cli_u64(const char *opt, const char *s, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-') {
-        cli_error("%s: '%s' is not a non-negative integer", opt, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return ecc_parse_u64(opt, s, out) == ECC_OK ? 0 : (cli_lib_error(), -1);
 }
 
 int cli_ids(const char *opt, const char *s, int32_t **ids, int *n)
@@ -173,87 +150,22 @@ char *cli_unescape(const char *s)
 
 int cli_methods(const char *s, unsigned *bits)
 {
-    char *list = strdup(s);
-    if (!list)
-        return cli_error("out of memory"), -1;
-    *bits = 0;
-    int rc = 0;
-    for (char *save = NULL, *m = strtok_r(list, ",", &save); m && !rc; m = strtok_r(NULL, ",", &save)) {
-        if (!strcmp(m, "grad_x_input"))
-            *bits |= ECC_ATTR_GRAD_X_INPUT;
-        else if (!strcmp(m, "gradient") || !strcmp(m, "saliency"))
-            *bits |= ECC_ATTR_GRADIENT;
-        else if (!strcmp(m, "integrated_gradients") || !strcmp(m, "ig"))
-            *bits |= ECC_ATTR_INTEGRATED_GRADIENTS;
-        else {
-            cli_error("--attribution: unknown method '%s' (use grad_x_input, gradient or saliency, "
-                      "integrated_gradients or ig)", m);
-            rc = -1;
-        }
-    }
-    free(list);
-    if (!rc && !*bits) {
-        cli_error("--attribution: no method given");
-        rc = -1;
-    }
-    return rc;
+    return ecc_parse_methods(s, bits) == ECC_OK ? 0 : (cli_lib_error(), -1);
 }
 
 int cli_target(const char *s, ecc_target *t)
 {
-    if (!strcmp(s, "prob"))
-        *t = ECC_TARGET_PROB;
-    else if (!strcmp(s, "logit"))
-        *t = ECC_TARGET_LOGIT;
-    else if (!strcmp(s, "logprob"))
-        *t = ECC_TARGET_LOGPROB;
-    else {
-        cli_error("--target must be prob, logit or logprob (got '%s')", s);
-        return -1;
-    }
-    return 0;
+    return ecc_parse_target(s, t) == ECC_OK ? 0 : (cli_lib_error(), -1);
 }
 
 int cli_layers(const char *s, int *from, int *to)
 {
-    char *end;
-    long a = strtol(s, &end, 10);
-    if (end == s || *end != ':' || a < 0 || a > 100000) {
-        cli_error("--layers expects a:b, the layers [a, b) (got '%s')", s);
-        return -1;
-    }
-    const char *q = end + 1;
-    long b = strtol(q, &end, 10);
-    if (end == q || *end || b <= a || b > 100000) {
-        cli_error("--layers expects a:b with a < b, the layers [a, b) (got '%s')", s);
-        return -1;
-    }
-    *from = (int)a;
-    *to = (int)b;
-    return 0;
+    return ecc_parse_layers(s, from, to) == ECC_OK ? 0 : (cli_lib_error(), -1);
 }
 
 int cli_size(const char *opt, const char *s, size_t *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    double mult = 1;
-    switch (*end) {
-    case 'k': case 'K': mult = 1024.0; end++; break;
-    case 'm': case 'M': mult = 1024.0 * 1024; end++; break;
-    case 'g': case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
-    case 't': case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
-    default: break;
-    }
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (errno || end == s || *end || !(v > 0) || v * mult > 1e15) {
-        cli_error("%s expects a size such as 512M or 8G (got '%s')", opt, s);
-        return -1;
-    }
-    *out = (size_t)(v * mult);
-    return 0;
+    return ecc_parse_size(opt, s, out) == ECC_OK ? 0 : (cli_lib_error(), -1);
 }
 
 const char *cli_quote_token(const char *tok)
@@ -281,17 +193,7 @@ const char *cli_quote_token(const char *tok)
 
 int cli_device(const char *s, ecc_device *d)
 {
-    if (!strcmp(s, "auto"))
-        *d = ECC_DEVICE_AUTO;
-    else if (!strcmp(s, "cpu"))
-        *d = ECC_DEVICE_CPU;
-    else if (!strcmp(s, "cuda") || !strcmp(s, "gpu"))
-        *d = ECC_DEVICE_CUDA;
-    else {
-        cli_error("--device: '%s' is not one of auto, cpu, cuda", s);
-        return -1;
-    }
-    return 0;
+    return ecc_parse_device(s, d) == ECC_OK ? 0 : (cli_lib_error(), -1);
 }
 
 /* ---- subcommands ------------------------------------------------------------- */

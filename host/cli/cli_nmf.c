@@ -59,21 +59,9 @@ int cmd_nmf(int argc, char **argv)
         } else if ((r = OPT("--to-layer"))) {
             rc = r < 0 || cli_int("--to-layer", v, 1, 1 << 20, &job.layer_to);
         } else if ((r = OPT("--init"))) {
-            rc = r < 0;
-            if (!rc && !strcmp(v, "random"))
-                job.nmf.init = ECC_NMF_RANDOM;
-            else if (!rc && !strcmp(v, "nndsvd"))
-                job.nmf.init = ECC_NMF_NNDSVD;
-            else if (!rc && !strcmp(v, "nndsvda"))
-                job.nmf.init = ECC_NMF_NNDSVDA;
-            else if (!rc)
-                rc = cli_error("--init must be random, nndsvd or nndsvda (got '%s')", v);
+            rc = r < 0 || (ecc_nmf_parse_init(v, &job.nmf.init) != ECC_OK && cli_lib_error());
         } else if ((r = OPT("--solver"))) {
-            rc = r < 0;
-            if (!rc && (!strcmp(v, "mu") || !strcmp(v, "hals")))
-                job.nmf.solver = strcmp(v, "mu") ? ECC_NMF_HALS : ECC_NMF_MU;
-            else if (!rc)
-                rc = cli_error("--solver must be mu or hals (got '%s')", v);
+            rc = r < 0 || (ecc_nmf_parse_solver(v, &job.nmf.solver) != ECC_OK && cli_lib_error());
         } else if ((r = OPT("--max-iter"))) {
             rc = r < 0 || cli_int("--max-iter", v, 1, 1000000, &job.nmf.max_iter);
         } else if ((r = OPT("--tol"))) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "engine/options_parse.h"
 #include "util.h"
 #include <unistd.h>
 
@@ -82,15 +83,7 @@ int cli_gen_option(cli_args *a, cli_gen *g)
     } else if (OPT("--device")) {
         if (BAD || cli_device(v, &g->o.device)) return -1;
     } else if (OPT("--precision")) {
-        if (BAD) return -1;
-        if (!strcmp(v, "fp32"))
-            g->o.precision = ECC_PRECISION_FP32;
-        else if (!strcmp(v, "tf32"))
-            g->o.precision = ECC_PRECISION_TF32;
-        else if (!strcmp(v, "bf16"))
-            g->o.precision = ECC_PRECISION_BF16;
-        else
-            return cli_error("--precision must be fp32, tf32 or bf16 (got '%s')", v), -1;
+        if (BAD || ecc_parse_precision(v, &g->o.precision) != ECC_OK) return cli_lib_error(), -1;
     } else if (OPT("--threads")) {
         if (BAD || cli_int("--threads", v, 1, 1024, &g->o.threads)) return -1;
     } else if (OPT("--attribution")) {
@@ -104,10 +97,7 @@ int cli_gen_option(cli_args *a, cli_gen *g)
     } else if (OPT("--top-k-layers")) {
         if (BAD || cli_int("--top-k-layers", v, 1, 1 << 24, &g->o.top_k_layers)) return -1;
     } else if (OPT("--lens")) {
-        if (BAD) return -1;
-        if (strcmp(v, "standard") && strcmp(v, "raw"))
-            return cli_error("--lens must be standard or raw (got '%s')", v), -1;
-        g->o.lens = strcmp(v, "raw") ? ECC_LENS_STANDARD : ECC_LENS_RAW;
+        if (BAD || ecc_parse_lens(v, &g->o.lens) != ECC_OK) return cli_lib_error(), -1;
     } else if (OPT("--watch-ids")) {
         if (BAD) return -1;
         g->watch_ids = v;

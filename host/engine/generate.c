@@ -13,6 +13,7 @@
 #include "model/model.h"
 #include "engine/run.h"
 #include "model/config.h"
+#include "engine/run_api.h"
 #include "util.h"
 
 void ecc_options_default(ecc_options *o)
@@ -94,6 +95,7 @@ void ecc_run_free(ecc_run *r)
     free(r->cont);
     free(r->ids);
     free(r->logprobs);
+    ecc_run_extra_free(r->extra);
     free(r);
 }
 

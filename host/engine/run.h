@@ -38,6 +38,7 @@ struct ecc_run {
     } timings[ECC_RUN_MAX_TIMINGS];
     int n_tensors;
     ecc_run_tensor tensors[ECC_RUN_MAX_TENSORS];
+    struct ecc_run_extra *extra; /* its description, when described or loaded (run_api.c) */
 };
 
 /* Add (or accumulate into) a named timing. */

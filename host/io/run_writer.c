@@ -18,6 +18,7 @@
 #include "explain/explain.h"
 #include "model/model.h"
 #include "engine/run.h"
+#include "io/run_writer.h"
 #include "io/safetensors.h"
 #include "util.h"
 
@@ -54,7 +55,11 @@ static cJSON *params_json(const ecc_run *r)
         cJSON_AddNumberToObject(j, "temperature", o->temperature);
         cJSON_AddNumberToObject(j, "top_k", o->top_k);
         cJSON_AddNumberToObject(j, "top_p", o->top_p);
-        cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+        /* a JSON integer written digit for digit: as a double, seeds above 2^53 (and some above 2^52,
+         * which cJSON prints with 15 digits) would lose their last digits and not reproduce the text */
+        char seed[24];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+        cJSON_AddRawToObject(j, "seed", seed);
     }
     cJSON_AddBoolToObject(j, "stop_at_eos", o->stop_at_eos && !o->continuation_ids);
     return j;
@@ -126,8 +131,7 @@ static ecc_status tokens_json(cJSON *root, const ecc_run *r, const ecc_model *m)
     return s;
 }
 
-/* The tensors a run writes: token_ids, token_logprobs, then what it computed. */
-static ecc_status collect_tensors(ecc_st_writer *w, const ecc_run *r, const char *run_id)
+ecc_status ecc_run_collect_tensors(ecc_st_writer *w, const ecc_run *r, const char *run_id)
 {
     int64_t T = r->T, G = r->T - r->n_input;
     ECC_TRY(ecc_st_writer_add(w, "token_ids", ECC_I32, 1, &T, r->ids));
@@ -225,62 +229,101 @@ static void test_slow_write(void)
     }
 }
 
-ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *prompt_text, const char *dir)
+ecc_status ecc_run_record(cJSON **out, const ecc_run *r, const ecc_model *m, const char *prompt_text,
+                          const char *run_id)
 {
+    *out = NULL;
+    cJSON *root = cJSON_CreateObject();
+    if (!root)
+        return ecc_fail(ECC_ERR_NOMEM, "out of memory describing a run");
+    cJSON_AddStringToObject(root, "eccolo_version", ECCOLO_VERSION);
+    cJSON_AddStringToObject(root, "run_id", run_id);
+    cJSON *model = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(model, "id", m->id);
+    cJSON_AddStringToObject(model, "dir", m->dir);
+    cJSON_AddStringToObject(model, "dtype", m->dtype);
+    cJSON_AddItemToObject(model, "config", config_json(m));
+    if (prompt_text)
+        cJSON_AddStringToObject(root, "prompt", prompt_text);
+    else
+        cJSON_AddNullToObject(root, "prompt");
+    cJSON_AddNumberToObject(root, "n_input", r->n_input);
+    cJSON_AddNumberToObject(root, "n_tokens", r->T);
+    ecc_status s = tokens_json(root, r, m);
+    if (s != ECC_OK) {
+        cJSON_Delete(root);
+        return s;
+    }
+    cJSON_AddBoolToObject(root, "stopped_at_eos", r->stopped_at_eos);
+    cJSON_AddItemToObject(root, "parameters", params_json(r));
+    cJSON_AddItemToObject(root, "explain", explain_json(r, m));
+    cJSON_AddStringToObject(root, "device", r->device);
+    static const char *prec[] = {"fp32", "tf32", "bf16"};
+    cJSON_AddStringToObject(root, "precision", prec[r->opt.precision]);
+    cJSON_AddNumberToObject(root, "threads", r->threads);
+    cJSON *tm = cJSON_AddObjectToObject(root, "timings");
+    for (int i = 0; i < r->n_timings; i++)
+        cJSON_AddNumberToObject(tm, r->timings[i].name, r->timings[i].seconds);
+    double gen_s = ecc_run_timing(r, "prefill") + ecc_run_timing(r, "decode");
+    cJSON_AddNumberToObject(root, "tokens_per_second", gen_s > 0 ? (r->T - r->n_input) / gen_s : 0);
+    *out = root;
+    return ECC_OK;
+}
+
+/* run.json: the record's items in order, with "tensors_file" after
+ * "run_id" and the tensors' index last (a loaded record's own are replaced). */
+static cJSON *file_json(const cJSON *record, const char *tmp_tensors, const ecc_st_writer *w, ecc_status *s)
+{
+    cJSON *root = cJSON_CreateObject();
+    *s = root ? ECC_OK : ecc_fail(ECC_ERR_NOMEM, "out of memory writing run.json");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, record)
+    {
+        if (*s != ECC_OK)
+            break;
+        if (!strcmp(it->string, "tensors_file") || !strcmp(it->string, "tensors"))
+            continue;
+        cJSON *d = cJSON_Duplicate(it, 1);
+        if (!d) {
+            *s = ecc_fail(ECC_ERR_NOMEM, "out of memory writing run.json");
+            break;
+        }
+        cJSON_AddItemToObject(root, it->string, d);
+        if (!strcmp(it->string, "run_id"))
+            *s = tensors_file_json(root, tmp_tensors);
+    }
+    if (*s == ECC_OK)
+        tensor_index(root, w);
+    return root;
+}
+
+ecc_status ecc_run_write_record(const ecc_run *r, const cJSON *record, const char *dir)
+{
+    const char *run_id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(record, "run_id"));
+    if (!run_id || strlen(run_id) != 32)
+        return ecc_fail(ECC_ERR_INPUT, "%s: the run's description has no run id of 32 hex digits", dir);
     ECC_TRY(ecc_mkdirs(dir));
     remove_stale_tmp(dir);
     int had_run = ecc_file_exists_in(dir, "run.json") || ecc_file_exists_in(dir, "tensors.safetensors");
-    char run_id[33];
-    ECC_TRY(ecc_random_id(run_id));
     ecc_st_writer w;
     ecc_st_writer_init(&w);
     ecc_atomic_file ta, ja; /* tensors, run.json */
     memset(&ta, 0, sizeof ta);
     memset(&ja, 0, sizeof ja);
     char *tpath = ecc_path_join(dir, "tensors.safetensors"), *jpath = ecc_path_join(dir, "run.json");
-    cJSON *root = cJSON_CreateObject();
-    ecc_status s = tpath && jpath && root ? ECC_OK : ecc_fail(ECC_ERR_NOMEM, "out of memory writing %s", dir);
+    cJSON *root = NULL;
+    ecc_status s = tpath && jpath ? ECC_OK : ecc_fail(ECC_ERR_NOMEM, "out of memory writing %s", dir);
     if (s == ECC_OK)
-        s = collect_tensors(&w, r, run_id);
+        s = ecc_run_collect_tensors(&w, r, run_id);
     if (s == ECC_OK)
         s = ecc_atomic_open(&ta, tpath);
     if (s == ECC_OK)
         s = ecc_st_writer_write_to(&w, &ta);
     if (s == ECC_OK)
         s = ecc_atomic_finish(&ta);
+    if (s == ECC_OK)
+        root = file_json(record, ta.tmp, &w, &s);
     if (s == ECC_OK) {
-        cJSON_AddStringToObject(root, "eccolo_version", ECCOLO_VERSION);
-        cJSON_AddStringToObject(root, "run_id", run_id);
-        s = tensors_file_json(root, ta.tmp);
-    }
-    if (s == ECC_OK) {
-        cJSON *model = cJSON_AddObjectToObject(root, "model");
-        cJSON_AddStringToObject(model, "id", m->id);
-        cJSON_AddStringToObject(model, "dir", m->dir);
-        cJSON_AddStringToObject(model, "dtype", m->dtype);
-        cJSON_AddItemToObject(model, "config", config_json(m));
-        if (prompt_text)
-            cJSON_AddStringToObject(root, "prompt", prompt_text);
-        else
-            cJSON_AddNullToObject(root, "prompt");
-        cJSON_AddNumberToObject(root, "n_input", r->n_input);
-        cJSON_AddNumberToObject(root, "n_tokens", r->T);
-        s = tokens_json(root, r, m);
-    }
-    if (s == ECC_OK) {
-        cJSON_AddBoolToObject(root, "stopped_at_eos", r->stopped_at_eos);
-        cJSON_AddItemToObject(root, "parameters", params_json(r));
-        cJSON_AddItemToObject(root, "explain", explain_json(r, m));
-        cJSON_AddStringToObject(root, "device", r->device);
-        static const char *prec[] = {"fp32", "tf32", "bf16"};
-        cJSON_AddStringToObject(root, "precision", prec[r->opt.precision]);
-        cJSON_AddNumberToObject(root, "threads", r->threads);
-        cJSON *tm = cJSON_AddObjectToObject(root, "timings");
-        for (int i = 0; i < r->n_timings; i++)
-            cJSON_AddNumberToObject(tm, r->timings[i].name, r->timings[i].seconds);
-        double gen_s = ecc_run_timing(r, "prefill") + ecc_run_timing(r, "decode");
-        cJSON_AddNumberToObject(root, "tokens_per_second", gen_s > 0 ? (r->T - r->n_input) / gen_s : 0);
-        tensor_index(root, &w);
         char *json = cJSON_Print(root);
         s = json ? ecc_atomic_open(&ja, jpath) : ecc_fail(ECC_ERR_NOMEM, "out of memory writing %s", jpath);
         if (s == ECC_OK) {
@@ -304,5 +347,16 @@ ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *promp
     ecc_st_writer_free(&w);
     free(tpath);
     free(jpath);
+    return s;
+}
+
+ecc_status ecc_run_write(const ecc_run *r, const ecc_model *m, const char *prompt_text, const char *dir)
+{
+    char run_id[33];
+    ECC_TRY(ecc_random_id(run_id));
+    cJSON *record;
+    ECC_TRY(ecc_run_record(&record, r, m, prompt_text, run_id));
+    ecc_status s = ecc_run_write_record(r, record, dir);
+    cJSON_Delete(record);
     return s;
 }

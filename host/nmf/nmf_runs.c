@@ -37,7 +37,7 @@ static ecc_status run_activations(const ecc_run_dir *r, const ecc_st_tensor **ac
 }
 
 /* X (T_total, (to - from) * F) = max(activations, 0), rows run after run. */
-static ecc_status build_x(float **X, int *T_total, int *Fp, int32_t *offsets, ecc_run_dir **runs, int n,
+static ecc_status build_x(float **X, int *T_total, int *Fp, int32_t *offsets, ecc_run_dir *const *runs, int n,
                           int *from, int *to)
 {
     const ecc_st_tensor *acts[n > 0 ? n : 1];
@@ -98,36 +98,37 @@ static ecc_status build_x(float **X, int *T_total, int *Fp, int32_t *offsets, ec
     return ECC_OK;
 }
 
-static ecc_status write_nmf(const char *path, const ecc_nmf_job *job, ecc_run_dir *const *run_dirs,
-                            const ecc_nmf_result *res, int T, int Fp, const int32_t *offsets, int from, int to)
+/* factors (W^T), loadings (H), offsets and the settings, as nmf.safetensors holds them */
+static ecc_status describe(ecc_nmf_output *o, const ecc_nmf_job *job, ecc_run_dir *const *runs, int n, int T,
+                           int Fp, int from, int to)
 {
+    const ecc_nmf_result *res = &o->res;
     int K = job->nmf.k;
-    float *factors = ecc_malloc(sizeof(float) * (size_t)K * T, "NMF factors"); /* W^T */
-    if (!factors)
+    o->factors = ecc_malloc(sizeof(float) * (size_t)K * T, "NMF factors"); /* W^T */
+    if (!o->factors)
         return ECC_ERR_NOMEM;
     for (int t = 0; t < T; t++)
         for (int j = 0; j < K; j++)
-            factors[(size_t)j * T + t] = res->W[(size_t)t * K + j];
-    ecc_st_writer w;
-    ecc_st_writer_init(&w);
+            o->factors[(size_t)j * T + t] = res->W[(size_t)t * K + j];
+    ecc_st_writer *w = &o->w;
     char buf[64];
-    cJSON *runs = cJSON_CreateArray(), *ids = cJSON_CreateArray();
-    for (int i = 0; i < job->n_dirs; i++) {
-        cJSON_AddItemToArray(runs, cJSON_CreateString(job->dirs[i]));
-        cJSON_AddItemToArray(ids, cJSON_CreateString(run_dirs[i]->run_id));
+    cJSON *dirs = cJSON_CreateArray(), *ids = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        cJSON_AddItemToArray(dirs, cJSON_CreateString(runs[i]->dir));
+        cJSON_AddItemToArray(ids, cJSON_CreateString(runs[i]->run_id));
     }
-    char *runs_s = cJSON_PrintUnformatted(runs), *ids_s = cJSON_PrintUnformatted(ids);
-    cJSON_Delete(runs);
+    char *runs_s = cJSON_PrintUnformatted(dirs), *ids_s = cJSON_PrintUnformatted(ids);
+    cJSON_Delete(dirs);
     cJSON_Delete(ids);
-    ecc_status s = ecc_st_writer_add(&w, "factors", ECC_F32, 2, (int64_t[]){K, T}, factors);
+    ecc_status s = ecc_st_writer_add(w, "factors", ECC_F32, 2, (int64_t[]){K, T}, o->factors);
     if (s == ECC_OK)
-        s = ecc_st_writer_add(&w, "loadings", ECC_F32, 2, (int64_t[]){K, Fp}, res->H);
+        s = ecc_st_writer_add(w, "loadings", ECC_F32, 2, (int64_t[]){K, Fp}, res->H);
     if (s == ECC_OK)
-        s = ecc_st_writer_add(&w, "offsets", ECC_I32, 1, (int64_t[]){job->n_dirs + 1}, offsets);
+        s = ecc_st_writer_add(w, "offsets", ECC_I32, 1, (int64_t[]){n + 1}, o->offsets);
 #define META(key, fmt, val)                                  \
     if (s == ECC_OK) {                                       \
         snprintf(buf, sizeof buf, fmt, val);                 \
-        s = ecc_st_writer_meta(&w, key, buf);                \
+        s = ecc_st_writer_meta(w, key, buf);                 \
     }
     META("relative_error", "%.9g", res->rel_error);
     META("iterations", "%d", res->iterations);
@@ -142,16 +143,51 @@ static ecc_status write_nmf(const char *path, const ecc_nmf_job *job, ecc_run_di
     META("seed", "%llu", (unsigned long long)job->nmf.seed);
 #undef META
     if (s == ECC_OK)
-        s = runs_s && ids_s ? ecc_st_writer_meta(&w, "runs", runs_s) : ecc_fail(ECC_ERR_NOMEM, "out of memory");
+        s = runs_s && ids_s ? ecc_st_writer_meta(w, "runs", runs_s) : ecc_fail(ECC_ERR_NOMEM, "out of memory");
     if (s == ECC_OK) /* which runs the factors belong to: a report of a rerun refuses them */
-        s = ecc_st_writer_meta(&w, "run_ids", ids_s);
-    if (s == ECC_OK)
-        s = ecc_st_writer_write(&w, path);
-    ecc_st_writer_free(&w);
+        s = ecc_st_writer_meta(w, "run_ids", ids_s);
     free(runs_s);
     free(ids_s);
-    free(factors);
     return s;
+}
+
+ecc_status ecc_nmf_of_runs(ecc_nmf_output *o, ecc_run_dir *const *runs, int n, const ecc_nmf_job *job)
+{
+    memset(o, 0, sizeof *o);
+    ecc_st_writer_init(&o->w);
+    if (n < 1)
+        return ecc_fail(ECC_ERR_INPUT, "nmf: give at least one run directory");
+    o->offsets = ecc_calloc((size_t)n + 1, sizeof(int32_t), "run offsets");
+    if (!o->offsets)
+        return ECC_ERR_NOMEM;
+    float *X = NULL;
+    int T = 0, Fp = 0, from = job->layer_from, to = job->layer_to;
+    ecc_status s = build_x(&X, &T, &Fp, o->offsets, runs, n, &from, &to);
+    ecc_backend *be = NULL;
+    const char *notice = NULL;
+    if (s == ECC_OK)
+        s = ecc_backend_create(&be, job->device, job->threads, ECC_PRECISION_FP32, &notice);
+    if (s == ECC_OK)
+        s = ecc_nmf(&o->res, be, X, T, Fp, &job->nmf);
+    if (s == ECC_OK && notice) /* why --device auto chose the CPU, for the caller to show */
+        snprintf(o->res.notice, sizeof o->res.notice, "%s", notice);
+    if (s == ECC_OK)
+        s = describe(o, job, runs, n, T, Fp, from, to);
+    if (be)
+        be->destroy(be);
+    free(X);
+    if (s != ECC_OK)
+        ecc_nmf_output_free(o);
+    return s;
+}
+
+void ecc_nmf_output_free(ecc_nmf_output *o)
+{
+    ecc_st_writer_free(&o->w);
+    ecc_nmf_result_free(&o->res);
+    free(o->factors);
+    free(o->offsets);
+    memset(o, 0, sizeof *o);
 }
 
 ecc_status ecc_nmf_runs(const ecc_nmf_job *job, ecc_nmf_result *res_out, char **out_path)
@@ -159,40 +195,26 @@ ecc_status ecc_nmf_runs(const ecc_nmf_job *job, ecc_nmf_result *res_out, char **
     if (job->n_dirs < 1)
         return ecc_fail(ECC_ERR_INPUT, "nmf: give at least one run directory");
     ecc_run_dir **runs = ecc_calloc((size_t)job->n_dirs, sizeof *runs, "run directories");
-    int32_t *offsets = ecc_calloc((size_t)job->n_dirs + 1, sizeof(int32_t), "run offsets");
-    ecc_status s = runs && offsets ? ECC_OK : ECC_ERR_NOMEM;
+    ecc_status s = runs ? ECC_OK : ECC_ERR_NOMEM;
     for (int i = 0; s == ECC_OK && i < job->n_dirs; i++)
         s = ecc_run_dir_open(&runs[i], job->dirs[i]);
-    float *X = NULL;
-    int T = 0, Fp = 0, from = job->layer_from, to = job->layer_to;
+    ecc_nmf_output o;
+    memset(&o, 0, sizeof o);
     if (s == ECC_OK)
-        s = build_x(&X, &T, &Fp, offsets, runs, job->n_dirs, &from, &to);
-    ecc_backend *be = NULL;
-    const char *notice = NULL;
-    ecc_nmf_result res;
-    memset(&res, 0, sizeof res);
-    if (s == ECC_OK)
-        s = ecc_backend_create(&be, job->device, job->threads, ECC_PRECISION_FP32, &notice);
-    if (s == ECC_OK)
-        s = ecc_nmf(&res, be, X, T, Fp, &job->nmf);
+        s = ecc_nmf_of_runs(&o, runs, job->n_dirs, job);
     char *path = NULL;
     if (s == ECC_OK) {
         path = job->out ? ecc_strdup(job->out) : ecc_path_join(job->dirs[0], "nmf.safetensors");
-        s = path ? write_nmf(path, job, runs, &res, T, Fp, offsets, from, to) : ECC_ERR_NOMEM;
+        s = path ? ecc_st_writer_write(&o.w, path) : ECC_ERR_NOMEM;
     }
-    if (be)
-        be->destroy(be);
-    free(X);
     for (int i = 0; runs && i < job->n_dirs; i++)
         ecc_run_dir_close(runs[i]);
     free(runs);
-    free(offsets);
-    if (s == ECC_OK && notice)
-        snprintf(res.notice, sizeof res.notice, "%s", notice);
-    if (s == ECC_OK && res_out)
-        *res_out = res;
-    else
-        ecc_nmf_result_free(&res);
+    if (s == ECC_OK && res_out) { /* the result moves to the caller */
+        *res_out = o.res;
+        memset(&o.res, 0, sizeof o.res);
+    }
+    ecc_nmf_output_free(&o);
     if (s == ECC_OK && out_path)
         *out_path = path;
     else

@@ -12,6 +12,8 @@
 #ifndef ECC_NMF_RUNS_H
 #define ECC_NMF_RUNS_H
 
+#include "io/run_reader.h"
+#include "io/safetensors.h"
 #include "nmf/nmf.h"
 
 typedef struct ecc_nmf_job {
@@ -27,5 +29,24 @@ typedef struct ecc_nmf_job {
 /* On success *out_path (malloc'd) names the file written and *res (if not
  * NULL) holds the result. */
 ecc_status ecc_nmf_runs(const ecc_nmf_job *job, ecc_nmf_result *res, char **out_path);
+
+/* The same over runs already open (directories, or runs in memory seen as
+ * directories: host/engine/run_api.c), without writing: o->w holds what
+ * nmf.safetensors would, borrowing o's buffers (job->dirs and job->out are
+ * not used). Free with ecc_nmf_output_free. */
+typedef struct ecc_nmf_output {
+    ecc_nmf_result res; /* W (T, K), H (K, F') */
+    float *factors;     /* (K, T) W transposed */
+    int32_t *offsets;   /* (runs + 1) */
+    ecc_st_writer w;    /* factors, loadings, offsets and the settings */
+} ecc_nmf_output;
+ecc_status ecc_nmf_of_runs(ecc_nmf_output *o, ecc_run_dir *const *runs, int n, const ecc_nmf_job *job);
+void ecc_nmf_output_free(ecc_nmf_output *o);
+
+/* "random" | "nndsvd" | "nndsvda", "mu" | "hals" (nmf_api.c; eccolo nmf's --init and --solver) */
+ecc_status ecc_nmf_parse_init(const char *s, ecc_nmf_init *i);
+ecc_status ecc_nmf_parse_solver(const char *s, ecc_nmf_solver *v);
+/* Public factors seen as an nmf.safetensors file, borrowing their data (nmf_api.c, for the report). */
+ecc_status ecc_factors_view(ecc_st_file **out, const ecc_factors *f);
 
 #endif

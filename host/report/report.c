@@ -31,8 +31,9 @@ static cJSON *dup_item(const cJSON *obj, const char *key)
 }
 
 /* Tokens, flags and settings from run.json. */
-static ecc_status add_run(rep_ctx *c, const char *run_dir)
+static ecc_status add_run(rep_ctx *c)
 {
+    const char *run_dir = c->run->dir;
     const cJSON *j = c->run->json;
     const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(j, "tokens");
     const cJSON *partial = cJSON_GetObjectItemCaseSensitive(j, "partial");
@@ -260,10 +261,9 @@ static ecc_status nmf_check(nmf_view *v, const ecc_st_file *f, const rep_ctx *c)
 
 /* "nmf": K, this run's factors [K, T] (exact), each factor's largest
  * loadings as [layer, neuron, weight], the file's settings. */
-static ecc_status add_nmf(rep_ctx *c, const char *path)
+static ecc_status add_nmf(rep_ctx *c, const ecc_st_file *f)
 {
-    ecc_st_file *f;
-    ECC_TRY(ecc_st_open(&f, path));
+    const char *path = f->path;
     nmf_view v;
     memset(&v, 0, sizeof v);
     ecc_status s = nmf_check(&v, f, c);
@@ -309,16 +309,15 @@ static ecc_status add_nmf(rep_ctx *c, const char *path)
                    sizeof(float) * (size_t)c->T);
     }
     free(h);
-    ecc_st_close(f);
     return s;
 }
 
 /* ---- the page -------------------------------------------------------------- */
 
-static int put(ecc_atomic_file *af, const void *p, size_t n) { return ecc_atomic_write(af, p, n); }
+static int put(ecc_report_sink *out, const void *p, size_t n) { return out->write(out->ctx, p, n); }
 
 /* The JSON with every '<' as \u003c ('<' only occurs inside JSON strings). */
-static int put_json(ecc_atomic_file *af, const char *json)
+static int put_json(ecc_report_sink *af, const char *json)
 {
     for (const char *p = json; *p;) {
         size_t n = strcspn(p, "<");
@@ -334,7 +333,7 @@ static int put_json(ecc_atomic_file *af, const char *json)
     return 1;
 }
 
-static int put_base64(ecc_atomic_file *af, const uint8_t *d, size_t n)
+static int put_base64(ecc_report_sink *af, const uint8_t *d, size_t n)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char buf[4 * 4096];
@@ -355,61 +354,47 @@ static int put_base64(ecc_atomic_file *af, const uint8_t *d, size_t n)
 }
 
 /* The template with its {{NAME}} placeholders filled. A failed write stops
- * the loop (put returns 0) and is reported by ecc_atomic_commit. */
-static ecc_status write_page(const rep_ctx *c, const char *path, size_t *bytes)
+ * the loop (put returns 0); the sink's owner reports it. */
+static ecc_status write_page(const rep_ctx *c, ecc_report_sink *out)
 {
     char *json = cJSON_PrintUnformatted(c->meta);
     if (!json)
         return ecc_fail(ECC_ERR_NOMEM, "report: out of memory printing the page header");
-    ecc_atomic_file af;
-    ecc_status s = ecc_atomic_open(&af, path);
+    ecc_status s = ECC_OK;
     const char *tpl = (const char *)ecc_report_html, *p = tpl;
-    int ok = s == ECC_OK;
+    int ok = 1;
     while (ok && s == ECC_OK) {
         const char *open = strstr(p, "{{");
         if (!open) {
-            ok = put(&af, p, strlen(p));
+            ok = put(out, p, strlen(p));
             break;
         }
-        ok = put(&af, p, (size_t)(open - p));
+        ok = put(out, p, (size_t)(open - p));
         const char *name = open + 2;
         if (!strncmp(name, "CSS}}", 5))
-            ok = ok && put(&af, ecc_report_css, ecc_report_css_len);
+            ok = ok && put(out, ecc_report_css, ecc_report_css_len);
         else if (!strncmp(name, "JS}}", 4))
-            ok = ok && put(&af, ecc_report_js, ecc_report_js_len);
+            ok = ok && put(out, ecc_report_js, ecc_report_js_len);
         else if (!strncmp(name, "META}}", 6))
-            ok = ok && put_json(&af, json);
+            ok = ok && put_json(out, json);
         else if (!strncmp(name, "BLOB}}", 6))
-            ok = ok && put_base64(&af, c->blob, c->blob_len);
+            ok = ok && put_base64(out, c->blob, c->blob_len);
         else
             s = ecc_fail(ECC_ERR_FORMAT, "report template: unknown placeholder at '%.20s' (a build problem)", open);
         p = strstr(name, "}}");
         p = p ? p + 2 : name;
     }
-    uint64_t size = af.bytes;
-    if (s == ECC_OK)
-        s = ecc_atomic_commit(&af);
-    else
-        ecc_atomic_abort(&af);
-    if (bytes)
-        *bytes = s == ECC_OK ? (size_t)size : 0;
     free(json);
     return s;
 }
 
-ecc_status ecc_report_write_ex(const char *run_dir, const char *nmf_path, const char *out_path, size_t *bytes_written)
+ecc_status ecc_report_page(const ecc_run_dir *r, const ecc_st_file *nmf, const char *show, ecc_report_sink *out)
 {
-    if (bytes_written)
-        *bytes_written = 0;
-    ecc_run_dir *r;
-    ECC_TRY(ecc_run_dir_open(&r, run_dir));
     rep_ctx c = {.run = r, .T = r->T, .n_input = r->n_input, .G = r->T - r->n_input};
-    char *default_nmf = ecc_path_join(run_dir, "nmf.safetensors");
-    char *default_out = ecc_path_join(run_dir, "report.html");
     c.meta = cJSON_CreateObject();
-    ecc_status s = c.meta && default_nmf && default_out ? ECC_OK : ecc_fail(ECC_ERR_NOMEM, "report: out of memory");
+    ecc_status s = c.meta ? ECC_OK : ecc_fail(ECC_ERR_NOMEM, "report: out of memory");
     if (s == ECC_OK)
-        s = add_run(&c, run_dir);
+        s = add_run(&c);
     if (s == ECC_OK)
         s = rep_saliency(&c);
     if (s == ECC_OK)
@@ -418,19 +403,61 @@ ecc_status ecc_report_write_ex(const char *run_dir, const char *nmf_path, const 
         s = rep_activations(&c);
     if (s == ECC_OK)
         s = rep_attention(&c);
-    if (s == ECC_OK && nmf_path && !ecc_file_exists(nmf_path))
-        s = ecc_fail(ECC_ERR_INPUT, "%s: no such NMF file (write one with eccolo nmf RUN_DIR)", nmf_path);
-    if (s == ECC_OK && (nmf_path || ecc_file_exists(default_nmf)))
-        s = add_nmf(&c, nmf_path ? nmf_path : default_nmf);
+    if (s == ECC_OK && nmf)
+        s = add_nmf(&c, nmf);
     if (s == ECC_OK)
         s = add_vocab(&c);
+    if (s == ECC_OK && show) { /* what the page opens on (the in-memory views of bindings) */
+        cJSON *sh = cJSON_Parse(show);
+        if (!cJSON_IsObject(sh)) {
+            cJSON_Delete(sh);
+            s = ecc_fail(ECC_ERR_INPUT, "report: the view to show should be a JSON object such as "
+                         "{\"view\": \"saliency\"} (got '%.60s')", show);
+        } else
+            cJSON_AddItemToObject(c.meta, "show", sh);
+    }
     if (s == ECC_OK) {
         cJSON_AddNumberToObject(c.meta, "blob_bytes", (double)c.blob_len);
-        s = write_page(&c, out_path ? out_path : default_out, bytes_written);
+        s = write_page(&c, out);
     }
     cJSON_Delete(c.meta);
     free(c.blob);
     free(c.vocab);
+    return s;
+}
+
+static int atomic_put(void *af, const void *p, size_t n) { return ecc_atomic_write(af, p, n); }
+
+ecc_status ecc_report_write_ex(const char *run_dir, const char *nmf_path, const char *out_path, size_t *bytes_written)
+{
+    if (bytes_written)
+        *bytes_written = 0;
+    ecc_run_dir *r;
+    ECC_TRY(ecc_run_dir_open(&r, run_dir));
+    char *default_nmf = ecc_path_join(run_dir, "nmf.safetensors");
+    char *default_out = ecc_path_join(run_dir, "report.html");
+    ecc_status s = default_nmf && default_out ? ECC_OK : ecc_fail(ECC_ERR_NOMEM, "report: out of memory");
+    if (s == ECC_OK && nmf_path && !ecc_file_exists(nmf_path))
+        s = ecc_fail(ECC_ERR_INPUT, "%s: no such NMF file (write one with eccolo nmf RUN_DIR)", nmf_path);
+    ecc_st_file *nmf = NULL;
+    if (s == ECC_OK && (nmf_path || ecc_file_exists(default_nmf)))
+        s = ecc_st_open(&nmf, nmf_path ? nmf_path : default_nmf);
+    ecc_atomic_file af;
+    memset(&af, 0, sizeof af);
+    if (s == ECC_OK)
+        s = ecc_atomic_open(&af, out_path ? out_path : default_out);
+    if (s == ECC_OK) {
+        ecc_report_sink sink = {atomic_put, &af};
+        s = ecc_report_page(r, nmf, NULL, &sink);
+        uint64_t size = af.bytes;
+        if (s == ECC_OK)
+            s = ecc_atomic_commit(&af);
+        else
+            ecc_atomic_abort(&af);
+        if (bytes_written && s == ECC_OK)
+            *bytes_written = (size_t)size;
+    }
+    ecc_st_close(nmf);
     free(default_nmf);
     free(default_out);
     ecc_run_dir_close(r);

@@ -7,7 +7,10 @@
  * the About tab). Token text is untrusted: it only ever enters the page
  * through textContent, never as HTML.
  *
- * The URL hash drives tests and links: #view=rankings shows a view,
+ * The URL hash drives tests and links: #view=rankings shows a view, with options
+ * method=ig, detailed=1, token=G, ignore=0,3 (saliency: positions left unshaded), token=G
+ * (rankings: generated token G; attention: query position), layer=L, head=H (attention, neurons); META.show (written by the library's
+ * in-memory pages, ecc_run_report_html) gives the same keys when the hash does not;
  * #test=all (or saliency:5[:detailed], nmf, rankings:3, neurons, attention, load) runs a
  * scripted self-check after load and writes its JSON into <pre id="test-result">. */
 'use strict';
@@ -178,6 +181,7 @@
     let method = methods.findIndex((m) => m.name === 'grad_x_input');
     if (method < 0) method = 0;
     let spans = null, selected = -1, pinned = false;
+    const ignore = new Set(); // positions left unshaded (Ecco's ignore_tokens)
     // row g (packed lower triangle) starts at g·n0 + g(g−1)/2
     const rowStart = (g) => g * N0 + (g * (g - 1)) / 2;
 
@@ -218,6 +222,18 @@
       $('sal-info').textContent = 'No token selected.';
     };
 
+    v.apply = function (opt) {
+      const m = methods.findIndex((x) => x.name === opt('method'));
+      if (m >= 0) { method = m; $('sal-method').value = m; }
+      if (opt('detailed') === '1' || opt('detailed') === 'true') {
+        $('sal-detailed').checked = true;
+        $('sal-text').classList.add('detailed');
+      }
+      for (const j of (opt('ignore') || '').split(',')) if (j !== '') ignore.add(+j);
+      const g = opt('token');
+      if (g !== null && +g >= 0 && +g < G) { pinned = true; v.select(+g); }
+    };
+
     // Shade the tokens before generated token g by its attribution row,
     // scaled to the row's maximum (as Ecco); g < 0 clears.
     v.select = function (g) {
@@ -225,12 +241,14 @@
       if (!spans) return;
       const m = methods[method];
       const n = g < 0 ? 0 : N0 + g;
+      let rowTop = 0; // shading is scaled to the row's maximum over the positions not ignored
+      for (let j = 0; j < n; j++) if (!ignore.has(j)) rowTop = Math.max(rowTop, m.q[rowStart(g) + j] / 65535);
       for (let j = 0; j < T; j++) {
         const s = spans[j];
         s.classList.toggle('target', j === n && g >= 0);
         if (j < n) {
           const q = m.q[rowStart(g) + j] / 65535, val = q * m.rowmax[g];
-          shade(s, RGB, q);
+          shade(s, RGB, ignore.has(j) || !(rowTop > 0) ? 0 : q / rowTop);
           s.dataset.v = (val * 100).toFixed(1);
           s.title = `${m.name}: ${fmt(val)} (${(val * 100).toFixed(2)} % of the attribution of ${quote(TOKENS[n])})\n` +
             tokenTitle(j);
@@ -384,6 +402,11 @@
       v.select(0);
     };
 
+    v.apply = function (opt) {
+      const g = opt('token');
+      if (g !== null && +g >= 0 && +g < G) v.select(+g);
+    };
+
     function cell(ev) {
       const r = canvas.getBoundingClientRect();
       const x = (ev.clientX - r.left) * (canvas.width / r.width), y = (ev.clientY - r.top) * (canvas.height / r.height);
@@ -523,6 +546,15 @@
       v.show(0);
     };
 
+    v.apply = function (opt) {
+      const l = opt('layer');
+      const first = l === null ? -1 : A.layer.indexOf(+l);
+      if (first < 0) return;
+      $('nr-layer').value = +l;
+      fillNeurons(+l);
+      v.show(first);
+    };
+
     function fillNeurons(layer) {
       const sel = $('nr-neuron');
       sel.textContent = '';
@@ -625,6 +657,14 @@
         ? `Only the ${K} strongest keys of each query are embedded (of up to ${T}); the rest show as 0.`
         : 'Click a token to see what it attends to.';
       v.select(T - 1);
+    };
+
+    v.apply = function (opt) {
+      const l = opt('layer'), h = opt('head'), q = opt('token');
+      if (l !== null && +l >= 0 && +l < L) { layer = +l; $('at-layer').value = layer; }
+      if (h !== null && +h >= 0 && +h < NH) { head = +h; $('at-head').value = head; }
+      redraw();
+      if (q !== null && +q >= 0 && +q < T) v.select(+q);
     };
 
     function cellAt(ev) {
@@ -848,8 +888,11 @@
     summary();
     buildTabs();
     const hash = new URLSearchParams(location.hash.slice(1));
-    const want = views.find((v) => v.id === hash.get('view') && v.present);
+    const given = META.show || {};
+    const opt = (k) => (hash.has(k) ? hash.get(k) : given[k] === undefined || given[k] === null ? null : String(given[k]));
+    const want = views.find((v) => v.id === opt('view') && v.present);
     show(want || views.find((v) => v.present && v.id !== 'about') || about);
+    if (want && want.apply) want.apply(opt);
     void document.body.offsetHeight; // force style and layout, so that they count
     state.loadMs = performance.now();
     document.body.dataset.loadMs = state.loadMs.toFixed(1);
